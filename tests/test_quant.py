@@ -40,7 +40,8 @@ def test_fake_quant_bit_exact_real(llada, dream, qt, bs):
     for w in real_weights(llada, dream):
         if w.shape[-1] % bs: continue
         assert bits_equal(fake_quant_4bit(w, qt, bs), bnb_roundtrip(w, qt, bs)); n += 1
-    assert n >= (84 if bs < 128 else 12)
+    nb = len(llada.blocks) + len(dream.blocks)   # 7 linears per block, 1 of them (down) has input dim 512
+    assert n >= (7 * nb if bs < 128 else nb)
 
 @pytest.mark.parametrize('qt', ['nf4', 'fp4'])
 def test_fake_quant_ties_zeros_and_signs(qt):
@@ -224,7 +225,7 @@ def test_quantize_model_leaves_teacher(dllm, batch):
 
 def test_quantize_model_keep_and_a16(llada):
     q = quantize_model(llada, 'W4A16', keep=('*.ff_out', '*.blocks.0.*'))
-    assert len(quant_layers(q)) == 5 * 6 + 0 and all(l.act is None for l in quant_layers(q).values())
+    assert len(quant_layers(q)) == 6 * (len(llada.blocks) - 1) and all(l.act is None for l in quant_layers(q).values())
     assert type(q.blocks[0].q_proj) is nn.Linear and type(q.blocks[3].ff_out) is nn.Linear
     with pytest.raises(ValueError, match='nothing to quantize'): quantize_model(llada, 'W4A4', keep=('*',))
 
