@@ -4,18 +4,22 @@
 
 # %% ../nbs/10_calib.ipynb #ec31d66d
 from __future__ import annotations
-import copy, math, time
+import copy, hashlib, json, math, shutil, time
+from pathlib import Path
 from dataclasses import dataclass, asdict, field
 import torch, torch.nn as nn, torch.nn.functional as F
 from tqdm.auto import tqdm
 from .models import DLLM
 from .tasks import GEN_LENGTH, MAX_PROMPT, encode_batch
-from .quant import QuantLinear, QuantConfig, parse_config, quantize_model, fake_quant_weight, BNB_FORMATS, _set_module
+from .quant import QuantLinear, QuantConfig, parse_config, quantize_model, fake_quant_weight, BNB_FORMATS, _set_module, save_quantized, load_quantized
+from .prior import Prior, PriorConfig, model_fingerprint
 from .transforms import KronTransform, HadamardTransform, smooth_scales
 
 # %% auto #0
-__all__ = ['GROUPS', 'FAMILY_GROUPS', 'METHODS', 'block_groups', 'Smooth', 'FlatLinear', 'CalibConfig', 'CalibrationError',
-           'calib_batch', 'weighted_mse', 'prepare_block', 'finalize_block', 'train_block', 'calibrate']
+__all__ = ['GROUPS', 'FAMILY_GROUPS', 'PRIOR_METHODS', 'METHODS', 'block_groups', 'Smooth', 'FlatLinear', 'install_wrappers',
+           'prior_config', 'CalibConfig', 'CalibrationError', 'calib_batch', 'weighted_mse', 'check_prior',
+           'loss_weights', 'prepare_block', 'finalize_block', 'train_block', 'calibrate', 'save_calibrated',
+           'load_calibrated', 'group_absmax', 'outlier_figure']
 
 # %% ../nbs/10_calib.ipynb #2451d568
 GROUPS = {
@@ -67,14 +71,50 @@ class FlatLinear(nn.Module):
         for p in self.parameters(): p.requires_grad_(False)
         self.folded = True; return self
     def extra_repr(self): return f'transform={type(self.transform).__name__ if self.transform is not None else None}, smooth={self.smooth is not None}, folded={self.folded}'
+    def wrapper_spec(self) -> dict:
+        "Structure for `save_quantized` (tensors go into the state dict; `share` ties modules shared within a group)."
+        T, S = self.transform, self.smooth
+        t = None if T is None else dict(kind='kron' if isinstance(T, KronTransform) else 'hadamard', d=T.d, share=id(T))
+        s = None if S is None else dict(d=S.log_s.numel(), share=id(S))
+        return dict(type='FlatLinear', transform=t, smooth=s, folded=self.folded, group=getattr(self, 'group', None), norm=getattr(self, 'norm', None))
+
+def install_wrappers(model:nn.Module, specs:dict):
+    "Put `FlatLinear` skeletons (fixed, folded) at the paths of `specs`, re-sharing transforms and scales; `load_quantized` fills them."
+    shared = {}
+    for path, s in specs.items():
+        if s.get('type') != 'FlatLinear': raise ValueError(f'{path}: unknown wrapper type {s.get("type")!r}')
+        T = S = None
+        if s['transform']:
+            t = s['transform']; key = ('T', t['share'])
+            if key not in shared: shared[key] = KronTransform(t['d'], 'identity', learnable=False) if t['kind'] == 'kron' else HadamardTransform(t['d'])
+            T = shared[key]
+        if s['smooth']:
+            key = ('S', s['smooth']['share'])
+            if key not in shared: shared[key] = Smooth(torch.ones(s['smooth']['d']), learnable=False)
+            S = shared[key]
+        f = FlatLinear(nn.Identity(), T, S); f.folded, f.group, f.norm = s['folded'], s['group'], s['norm']
+        _set_module(model, path, f)
 
 # %% ../nbs/10_calib.ipynb #b6f93cb9
-METHODS = ('rtn', 'quarot', 'flatquant', 'fair')
+PRIOR_METHODS = {                 # FAIR-Calib and its ablations: the PriorConfig fields each one sets
+    'fair': {},                                   # the full prior (early-boost schedule, random-commit probes)
+    'frontier_only': dict(lambda1=0.0),           # frontier-hit term alone
+    'reliability_only': dict(frontier=False),     # masked-stage reliability term alone
+    'fair_constant': dict(schedule='constant'),   # lambda0(t) = 1
+    'fair_late': dict(schedule='late'),           # lambda0 rising from 1 to boost
+    'fair_deployed': dict(rule='deployed'),       # probes decode with the deployed (confidence) rule
+}
+METHODS = ('rtn', 'quarot', 'flatquant') + tuple(PRIOR_METHODS)
+
+def prior_config(method:str, base:PriorConfig=None) -> PriorConfig:
+    "The `PriorConfig` that `method` calibrates with: `base` (defaults) plus the method's ablation fields."
+    if method not in PRIOR_METHODS: raise ValueError(f'method {method!r} uses no prior; prior methods: {tuple(PRIOR_METHODS)}')
+    return PriorConfig(**{**asdict(base or PriorConfig()), **PRIOR_METHODS[method]})
 
 @dataclass
 class CalibConfig:
     "Knobs of the layer-wise calibration (defaults follow FlatQuant, scaled to the tiny models)."
-    method:str = 'flatquant'      # 'rtn' (no transform), 'quarot' (fixed Hadamard), 'flatquant' (learned, w=1), 'fair' (learned, prior w)
+    method:str = 'flatquant'      # 'rtn' (no transform), 'quarot' (fixed Hadamard), 'flatquant' (learned, w=1), 'fair' and its ablations (learned, prior w)
     quant:str = 'W4A4'            # quantization config name or QuantConfig fields via `quant_overrides`
     w_format:str = 'nf4'          # 'nf4', 'fp4' (bitsandbytes) or 'int4' (per channel, FlatQuant's format)
     epochs:int = 8                # passes over the calibration set per block
@@ -100,7 +140,9 @@ class CalibConfig:
         parse_config(self.quant, w_format=self.w_format)
         return self
     @property
-    def trains(self): return self.method in ('flatquant', 'fair')
+    def trains(self): return self.method not in ('rtn', 'quarot')
+    @property
+    def uses_prior(self): return self.method in PRIOR_METHODS
 
 class CalibrationError(RuntimeError):
     "Calibration stopped in a block; `student` holds the blocks finished before it, intact."
@@ -116,6 +158,35 @@ def calib_batch(dllm:DLLM, prompts:list, answers:list, gen_length:int=GEN_LENGTH
 def weighted_mse(hq:torch.Tensor, h:torch.Tensor, w:torch.Tensor) -> torch.Tensor:
     "`sum_i w_i ||hq_i - h_i||^2 / (sum_i w_i * D)`: the mean squared error when every `w_i = 1`."
     return (w[..., None] * (hq - h) ** 2).sum() / (w.sum() * h.shape[-1]).clamp_min(1e-12)
+
+# %% ../nbs/10_calib.ipynb #e60e93e0
+def check_prior(prior:Prior, teacher:DLLM, method:str='fair'):
+    "Raise if `prior` was not built on `teacher` (and its tokenizer) or does not match `method`'s ablation settings."
+    pv = prior.provenance
+    if pv.get('uniform'): return prior
+    if pv.get('model') != teacher.name:
+        raise ValueError(f'the prior was built on model {pv.get("model")!r}, the teacher is {teacher.name!r}: build it on the model you calibrate')
+    if pv.get('fingerprint') and pv['fingerprint'] != model_fingerprint(teacher):
+        raise ValueError(f'the prior was built on other weights named {teacher.name!r} (fingerprint {pv["fingerprint"]} vs {model_fingerprint(teacher)})')
+    if pv.get('tokenizer_vocab') not in (None, len(teacher.tokenizer)) or pv.get('mask_id') not in (None, teacher.mask_id):
+        raise ValueError(f'the prior was built with another tokenizer (vocab {pv.get("tokenizer_vocab")}, mask id {pv.get("mask_id")}; '
+                         f'the teacher has {len(teacher.tokenizer)}, {teacher.mask_id})')
+    for k, v in PRIOR_METHODS.get(method, {}).items():
+        if prior.config.get(k) != v: raise ValueError(f'method {method!r} needs a prior built with {k}={v!r}; this prior has {k}={prior.config.get(k)!r}')
+    return prior
+
+def loss_weights(teacher:DLLM, cfg:CalibConfig, batch:dict, weights:torch.Tensor=None, prior:Prior=None) -> torch.Tensor:
+    "Per-position loss weights (N, P+G) of a calibration batch: explicit `weights`, the prior's, or 1 on every real token."
+    x, am, P = batch['x'], batch['attention_mask'], batch['prompt_length']
+    if cfg.uses_prior and weights is None and prior is None:
+        raise ValueError(f'method {cfg.method!r} weighs the loss by a Stage I prior: pass prior=build_prior(teacher, prompts, prior_config({cfg.method!r}))')
+    if prior is not None and weights is None:
+        check_prior(prior, teacher, cfg.method)
+        weights = prior.weights(P, am, x.shape[1] - P)
+    w = am.float() if weights is None else weights.float()
+    if w.shape != x.shape: raise ValueError(f'weights have shape {tuple(w.shape)}, the calibration batch {tuple(x.shape)}')
+    if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0: raise ValueError('loss weights must be finite, >= 0 and not all zero')
+    return w
 
 # %% ../nbs/10_calib.ipynb #db3e2755
 def _absmax_inputs(block, paths, h, attention_mask, chunk=64):
@@ -209,22 +280,51 @@ def train_block(block:nn.Module, wrapped:list, h_in:torch.Tensor, target:torch.T
         hist.append(tot / N); bar.set_postfix(loss=f'{hist[-1]:.3e}')
     return hist
 
+def _digest(*parts) -> str:
+    h = hashlib.sha1()
+    for p in parts: h.update(p.detach().contiguous().numpy().tobytes() if isinstance(p, torch.Tensor) else json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+def _checkpoint(student, path, log, key, done):
+    "Write the partly calibrated student to `path` atomically (a temporary directory, then a rename)."
+    path = Path(path); tmp = path.with_name(path.name + '.tmp')
+    if tmp.exists(): shutil.rmtree(tmp)
+    save_quantized(student, tmp, deploy=False, extra=dict(calib=dict(log, done=done, key=key)))
+    if path.exists(): shutil.rmtree(path)
+    tmp.rename(path)
+
 def calibrate(teacher:DLLM,               # full-precision model (left untouched)
               prompts:list, answers:list, # clean calibration pairs
               cfg:CalibConfig=None,
-              weights:torch.Tensor=None,  # (N, P+G) per-position loss weights (None: 1 on every real token)
-              progress:bool=True) -> DLLM:
-    "Quantize `teacher` with `cfg.method`, calibrating block by block; returns the student with a `calib_log`."
+              weights:torch.Tensor=None,  # (N, P+G) per-position loss weights (None: from `prior`, else 1 on every real token)
+              prior:Prior=None,           # Stage I prior (required by `fair` and its ablations)
+              progress:bool=True,
+              checkpoint=None,            # directory rewritten after every block (resumable)
+              resume:bool=False,          # continue from `checkpoint` if it holds this run's finished blocks
+             ) -> DLLM:
+    "Quantize `teacher` with `cfg.method`, calibrating block by block; returns the student with a `calib_log` (and `prior`)."
     cfg = (cfg or CalibConfig()).validate(); torch.manual_seed(cfg.seed)
     b = calib_batch(teacher, prompts, answers); x, am = b['x'], b['attention_mask']
-    w = am.float() if weights is None else weights.float()
-    if w.shape != x.shape: raise ValueError(f'weights have shape {tuple(w.shape)}, the calibration batch {tuple(x.shape)}')
-    if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0: raise ValueError('loss weights must be finite, >= 0 and not all zero')
-    student = quantize_model(teacher, cfg.quant, w_format=cfg.w_format)
-    student.name = f'{teacher.name}-{cfg.method}-{student.quant_config.name}'
+    w = loss_weights(teacher, cfg, b, weights, prior)
+    key = _digest(asdict(cfg), x, am, w, model_fingerprint(teacher))
+    log, start, student = dict(config=asdict(cfg), prior=prior.to_dict() if prior is not None else None, blocks=[]), 0, None
+    if resume and checkpoint is not None and (Path(checkpoint)/'quant.json').exists():
+        meta = json.loads((Path(checkpoint)/'quant.json').read_text()).get('calib') or {}
+        if meta.get('key') != key:
+            raise ValueError(f'{checkpoint} holds a calibration with other settings, data, prior or teacher: '
+                             'it cannot be resumed; remove it or start over (--overwrite)')
+        student, start = load_quantized(checkpoint), meta['done']
+        log = {k: v for k, v in meta.items() if k not in ('done', 'key')}
+    if student is None:
+        student = quantize_model(teacher, cfg.quant, w_format=cfg.w_format)
+        student.name = f'{teacher.name}-{cfg.method}-{student.quant_config.name}'
     with torch.no_grad(): h_fp = teacher.embed(x)
-    h_q = h_fp; log = dict(config=asdict(cfg), blocks=[])
-    for l in tqdm(range(len(teacher.blocks)), desc=f'calibrate {cfg.method}', disable=not progress):
+    h_q = h_fp
+    for l in range(start):   # resumed: replay the finished blocks to rebuild their outputs
+        if cfg.input_mode == 'quant': h_q = _run(student.blocks[l], h_q, am)
+        h_fp = _run(teacher.blocks[l], h_fp, am)
+    n = len(teacher.blocks)
+    for l in tqdm(range(start, n), desc=f'calibrate {cfg.method}', disable=not progress, initial=start, total=n):
         t0 = time.time()
         target = _run(teacher.blocks[l], h_fp, am)
         h_in = h_fp if cfg.input_mode == 'fp' else h_q
@@ -233,7 +333,8 @@ def calibrate(teacher:DLLM,               # full-precision model (left untouched
             wrapped = prepare_block(student, teacher, l, h_in, am, cfg)
             hist = train_block(student.blocks[l], wrapped, h_in, target, am, w, cfg, f'block {l}', progress) if cfg.trains else []
         except (FloatingPointError, ValueError) as e:
-            raise CalibrationError(f'calibration stopped in block {l}: {e}; blocks 0..{l-1} are calibrated and intact. '
+            raise CalibrationError(f'calibration stopped in block {l}: {e}; blocks 0..{l-1} are calibrated and intact'
+                                   f'{" (and saved in " + str(checkpoint) + ")" if checkpoint is not None and l else ""}. '
                                    'Lower lr, or check the model and data for NaN/inf', student, l) from None
         finalize_block(student, l, wrapped, cfg)
         out = _run(student.blocks[l], h_in, am)
@@ -241,5 +342,45 @@ def calibrate(teacher:DLLM,               # full-precision model (left untouched
                                   mse=float(weighted_mse(out, target, w)), rtn_like=not cfg.trains))
         h_q = out if cfg.input_mode == 'quant' else h_q
         h_fp = target
-    student.calib_log = log
+        if checkpoint is not None: _checkpoint(student, checkpoint, log, key, l + 1)
+    student.calib_log, student.prior = log, prior
     return student
+
+
+# %% ../nbs/10_calib.ipynb #a6172862
+def save_calibrated(student:DLLM, path, deploy:bool=True) -> Path:
+    "Save a student returned by `calibrate`, with its config, calibration log and prior as provenance."
+    log = getattr(student, 'calib_log', None)
+    if log is None: raise ValueError(f'{student.name} has no calib_log: save_calibrated writes students returned by calibrate')
+    return save_quantized(student, path, deploy=deploy, extra=dict(calib=dict(log, done=len(student.blocks))))
+
+def load_calibrated(path) -> DLLM:
+    "Load a model written by `save_calibrated` (or a finished checkpoint), with `calib_log` and `prior`."
+    student = load_quantized(path)
+    meta = json.loads((Path(path)/'quant.json').read_text()).get('calib')
+    if meta is None: raise ValueError(f'{path} holds a quantized model without calibration provenance: use load_quantized')
+    if meta['done'] < len(student.blocks): raise ValueError(f'{path} is an unfinished calibration ({meta["done"]} of {len(student.blocks)} blocks): resume it')
+    student.calib_log = {k: v for k, v in meta.items() if k not in ('done', 'key')}
+    student.prior = Prior.from_dict(meta['prior']) if meta.get('prior') else None
+    return student
+
+# %% ../nbs/10_calib.ipynb #770424d0
+@torch.no_grad()
+def group_absmax(teacher:DLLM, student:DLLM, l:int, group:str, x:torch.Tensor, attention_mask:torch.Tensor) -> tuple:
+    "Per-channel max |x| at group `group` of block `l`: raw (teacher) and after the student's online transform."
+    path = next(g[1][0] for g in block_groups(teacher) if g[0] == group)
+    f = student.blocks[l].get_submodule(path)
+    if not isinstance(f, FlatLinear): raise ValueError(f'block {l} group {group!r} of {student.name} has no transform (method rtn?)')
+    got = {}
+    h = teacher.blocks[l].get_submodule(path).register_forward_hook(lambda m, i, o: got.__setitem__('x', i[0]))
+    teacher.logits(x, attention_mask); h.remove()
+    raw = got['x'][attention_mask.bool()]
+    return raw.abs().amax(0), f.online(raw).abs().amax(0)
+
+def outlier_figure(raw:torch.Tensor, flat:torch.Tensor, title:str='') -> 'go.Figure':
+    "Per-channel max |x| before and after the transform (channels sorted by the raw maximum)."
+    import plotly.graph_objects as go
+    o = raw.argsort(descending=True)
+    fig = go.Figure([go.Scatter(y=raw[o].tolist(), name=f'raw input (max/median {float(raw.max() / raw.median()):.1f})'),
+                     go.Scatter(y=flat[o].tolist(), name=f'after P (max/median {float(flat.max() / flat.median()):.1f})')])
+    return fig.update_layout(title=title, xaxis_title='input channel (sorted by raw max |x|)', yaxis_title='max |x| over tokens', height=380)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_prior.ipynb #eb61de79
 from __future__ import annotations
-import json, math, time
+import hashlib, json, math, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import torch
@@ -13,7 +13,7 @@ from .frontier import reliability, RELIABILITY, _check
 from .models import DLLM
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'PriorConfig', 'lambda0', 'Prior', 'probe_decoding', 'build_prior']
+__all__ = ['SCHEDULES', 'PriorConfig', 'lambda0', 'Prior', 'model_fingerprint', 'probe_decoding', 'build_prior']
 
 # %% ../nbs/06_prior.ipynb #5fbef357
 SCHEDULES = ('early', 'constant', 'late')
@@ -105,7 +105,9 @@ class Prior:
     def load(cls, path) -> Prior:
         p = Path(path)
         if not p.exists(): raise FileNotFoundError(f'no prior file at {p}')
-        d = json.loads(p.read_text())
+        return cls.from_dict(json.loads(p.read_text()))
+    @classmethod
+    def from_dict(cls, d:dict) -> Prior:
         PriorConfig(**d['config'])  # validates
         return cls(torch.tensor(d['window']), torch.tensor(d['frontier_part']), torch.tensor(d['reliability_part']), d['config'], d['provenance'])
     @classmethod
@@ -115,6 +117,12 @@ class Prior:
         return cls(o, o.clone(), torch.zeros(gen_length), asdict(PriorConfig(prompt_floor=prompt_floor)), dict(model=None, uniform=True))
 
 # %% ../nbs/06_prior.ipynb #c37aa91b
+def model_fingerprint(dllm:DLLM) -> str:
+    "A short hash of the model's first and last weight tensors: tells two models with the same name apart."
+    ps = list(dllm.model.parameters()); h = hashlib.sha1()
+    for p in (ps[0], ps[-1]): h.update(p.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
 def probe_decoding(dllm:DLLM, cfg:PriorConfig, deployed:DecodeConfig=None) -> DecodeConfig:
     "Decoding settings of the probes."
     d = deployed or default_decoding(dllm)
@@ -133,7 +141,7 @@ def build_prior(dllm:DLLM,                 # the full-precision teacher
     idx = torch.randperm(len(prompts), generator=g)[:cfg.n_probe] if cfg.n_probe <= len(prompts) else torch.randint(len(prompts), (cfg.n_probe,), generator=g)
     dec = probe_decoding(dllm, cfg, deployed); t0 = time.time()
     tr = generate(dllm, [prompts[i] for i in idx.tolist()], dec, batch_size=batch_size, seed=cfg.seed, record=True, progress=progress).trace
-    prov = dict(tokenizer_vocab=len(dllm.tokenizer), mask_id=dllm.mask_id, n_probe=cfg.n_probe, seed=cfg.seed,
+    prov = dict(fingerprint=model_fingerprint(dllm), tokenizer_vocab=len(dllm.tokenizer), mask_id=dllm.mask_id, n_probe=cfg.n_probe, seed=cfg.seed,
                 probe_seconds=round(time.time() - t0, 2))
     prior = Prior.from_traces(tr, cfg, prov)
     return (prior, tr) if return_trace else prior

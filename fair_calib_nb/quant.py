@@ -410,19 +410,24 @@ QUANT_FORMAT = 1
 
 def _plain(t:torch.Tensor) -> torch.Tensor: return t.detach().as_subclass(torch.Tensor).contiguous()
 
-def save_quantized(dllm:DLLM, path, deploy:bool=True) -> Path:
-    "Save a quantized model (deployed first when `deploy` and the format allows) to directory `path`."
+def save_quantized(dllm:DLLM, path, deploy:bool=True, extra:dict=None) -> Path:
+    "Save a quantized model (deployed first when `deploy` and the format allows) to directory `path`; `extra` goes into quant.json."
     layers = quant_layers(dllm)
     if not layers: raise ValueError(f'{dllm.name} is not quantized: save_quantized writes quantized models (quantize_model first)')
     if deploy and not all(l.deployed for l in layers.values()) and all(l.weight_format in BNB_FORMATS for l in layers.values()):
         dllm = deploy_model(dllm); layers = quant_layers(dllm)
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     dllm.model.config.save_pretrained(path); dllm.tokenizer.save_pretrained(path)
-    sd = {k: _plain(v) for k, v in dllm.model.state_dict().items()}
+    sd, seen = {}, set()
+    for k, v in dllm.model.state_dict().items():   # tensors shared by several layers (a group's transform) are stored once per path
+        v = _plain(v); sd[k] = v.clone() if v.data_ptr() in seen else v; seen.add(v.data_ptr())
     save_file(sd, path/'model.safetensors', metadata={'format': 'pt', 'fair_calib_quant': str(QUANT_FORMAT)})
     cfg = getattr(dllm, 'quant_config', None)
     meta = dict(format=QUANT_FORMAT, name=dllm.name, family=dllm.family, config=cfg.to_dict() if cfg else None,
                 layers={n: l.spec() for n, l in layers.items()}, bitsandbytes=bnb.__version__, torch=torch.__version__.split('+')[0])
+    wrappers = {n: m.wrapper_spec() for n, m in dllm.model.named_modules() if hasattr(m, 'wrapper_spec')}
+    if wrappers: meta['wrappers'] = wrappers   # e.g. calibration's FlatLinear (online transform in front of a QuantLinear)
+    meta.update(extra or {})
     (path/'quant.json').write_text(json.dumps(meta, indent=1))
     return path
 
@@ -446,6 +451,9 @@ def load_quantized(path, trust_remote_code:bool=False) -> DLLM:
     config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     model = AutoModel.from_config(config, trust_remote_code=trust_remote_code).float()
+    if meta.get('wrappers'):
+        from .calib import install_wrappers
+        install_wrappers(model, meta['wrappers'])
     for n, s in meta['layers'].items(): _set_module(model, n, _skeleton(n, s))
     sd = load_file(path/'model.safetensors')
     for n, s in meta['layers'].items():
