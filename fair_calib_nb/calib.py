@@ -11,15 +11,16 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from tqdm.auto import tqdm
 from .models import DLLM
 from .tasks import GEN_LENGTH, MAX_PROMPT, encode_batch
+from .decode import default_decoding
 from .quant import QuantLinear, QuantConfig, parse_config, quantize_model, fake_quant_weight, BNB_FORMATS, _set_module, save_quantized, load_quantized
 from .prior import Prior, PriorConfig, model_fingerprint
 from .transforms import KronTransform, HadamardTransform, smooth_scales
 
 # %% auto #0
-__all__ = ['GROUPS', 'FAMILY_GROUPS', 'PRIOR_METHODS', 'METHODS', 'block_groups', 'Smooth', 'FlatLinear', 'install_wrappers',
-           'prior_config', 'CalibConfig', 'CalibrationError', 'calib_batch', 'weighted_mse', 'check_prior',
-           'loss_weights', 'prepare_block', 'finalize_block', 'train_block', 'calibrate', 'save_calibrated',
-           'load_calibrated', 'group_absmax', 'outlier_figure']
+__all__ = ['GROUPS', 'FAMILY_GROUPS', 'DATA_MODES', 'PRIOR_METHODS', 'METHODS', 'block_groups', 'Smooth', 'FlatLinear',
+           'install_wrappers', 'prior_config', 'CalibConfig', 'CalibrationError', 'calib_batch', 'weighted_mse',
+           'check_prior', 'loss_weights', 'prepare_block', 'finalize_block', 'train_block', 'calibrate',
+           'save_calibrated', 'load_calibrated', 'group_absmax', 'outlier_figure']
 
 # %% ../nbs/10_calib.ipynb #2451d568
 GROUPS = {
@@ -96,6 +97,7 @@ def install_wrappers(model:nn.Module, specs:dict):
         _set_module(model, path, f)
 
 # %% ../nbs/10_calib.ipynb #b6f93cb9
+DATA_MODES = ('clean', 'random_mask', 'block_mask')
 PRIOR_METHODS = {                 # FAIR-Calib and its ablations: the PriorConfig fields each one sets
     'fair': {},                                   # the full prior (early-boost schedule, random-commit probes)
     'frontier_only': dict(lambda1=0.0),           # frontier-hit term alone
@@ -126,6 +128,7 @@ class CalibConfig:
     learn_clips:bool = True       # learn weight and activation clips (flatquant/fair)
     transform_init:str = 'hadamard' # 'hadamard' (start from QuaRot's rotation), 'identity' or 'orthogonal'
     input_mode:str = 'fp'         # block input: 'fp' (full-precision prefix, as FlatQuant) or 'quant' (quantized prefix)
+    data:str = 'clean'            # calibration sequences: 'clean' (the paper's), 'random_mask' or 'block_mask' (see calib_batch)
     normalize_loss:bool = True    # divide each step's loss by its own detached value (FlatQuant)
     deploy:bool = True            # pack nf4/fp4 weights into bitsandbytes Linear4bit after each block
     seed:int = 0
@@ -136,6 +139,7 @@ class CalibConfig:
         if not self.lr > 0 or not self.clip_lr_mult > 0: raise ValueError(f'lr and clip_lr_mult must be > 0, got {self.lr}, {self.clip_lr_mult}')
         if not 0 <= self.smooth_alpha <= 1: raise ValueError(f'smooth_alpha must be in [0, 1], got {self.smooth_alpha}')
         if self.input_mode not in ('fp', 'quant'): raise ValueError(f"input_mode must be 'fp' or 'quant', got {self.input_mode!r}")
+        if self.data not in DATA_MODES: raise ValueError(f'unknown calibration data mode {self.data!r}; use one of {DATA_MODES}')
         if self.transform_init not in ('hadamard', 'identity', 'orthogonal'): raise ValueError(f'unknown transform_init {self.transform_init!r}')
         parse_config(self.quant, w_format=self.w_format)
         return self
@@ -149,11 +153,24 @@ class CalibrationError(RuntimeError):
     def __init__(self, msg, student=None, done:int=0): super().__init__(msg); self.student, self.done = student, done
 
 # %% ../nbs/10_calib.ipynb #ac98f88a
-def calib_batch(dllm:DLLM, prompts:list, answers:list, gen_length:int=GEN_LENGTH) -> dict:
-    "Token ids, attention mask and prompt length of clean calibration sequences."
+def calib_batch(dllm:DLLM, prompts:list, answers:list, gen_length:int=GEN_LENGTH, data:str='clean', seed:int=0,
+                block_length:int=None) -> dict:
+    "Token ids, attention mask and prompt length of calibration sequences: clean, or with the answer window partly masked."
     if not len(prompts): raise ValueError('empty calibration set: pass at least one (prompt, answer) pair')
     if len(prompts) != len(answers): raise ValueError(f'{len(prompts)} calibration prompts but {len(answers)} answers')
-    return encode_batch(dllm.tokenizer, prompts, answers, gen_length, MAX_PROMPT)
+    b = encode_batch(dllm.tokenizer, prompts, answers, gen_length, MAX_PROMPT)
+    if data == 'clean': return b
+    if data not in DATA_MODES: raise ValueError(f'unknown calibration data mode {data!r}; use one of {DATA_MODES}')
+    g = torch.Generator().manual_seed(seed); N, P = b['x'].shape[0], b['prompt_length']
+    ratio = torch.rand(N, 1, generator=g)                                  # per sequence: share of the visited block masked
+    masked = torch.rand(N, gen_length, generator=g) < ratio
+    if data == 'block_mask':                                               # earlier blocks filled, block k partly, later blocks masked
+        bl = block_length or default_decoding(dllm).block_length
+        blk = torch.arange(gen_length) // bl
+        k = torch.randint(int(blk.max()) + 1, (N, 1), generator=g)
+        masked = (blk[None] > k) | ((blk[None] == k) & masked)
+    b['x'] = b['x'].clone(); b['x'][:, P:][masked] = dllm.mask_id
+    return b
 
 def weighted_mse(hq:torch.Tensor, h:torch.Tensor, w:torch.Tensor) -> torch.Tensor:
     "`sum_i w_i ||hq_i - h_i||^2 / (sum_i w_i * D)`: the mean squared error when every `w_i = 1`."
@@ -304,7 +321,7 @@ def calibrate(teacher:DLLM,               # full-precision model (left untouched
              ) -> DLLM:
     "Quantize `teacher` with `cfg.method`, calibrating block by block; returns the student with a `calib_log` (and `prior`)."
     cfg = (cfg or CalibConfig()).validate(); torch.manual_seed(cfg.seed)
-    b = calib_batch(teacher, prompts, answers); x, am = b['x'], b['attention_mask']
+    b = calib_batch(teacher, prompts, answers, data=cfg.data, seed=cfg.seed); x, am = b['x'], b['attention_mask']
     w = loss_weights(teacher, cfg, b, weights, prior)
     key = _digest(asdict(cfg), x, am, w, model_fingerprint(teacher))
     log, start, student = dict(config=asdict(cfg), prior=prior.to_dict() if prior is not None else None, blocks=[]), 0, None

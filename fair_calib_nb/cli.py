@@ -37,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument('--n-calib', type=int, default=d.n_calib, help='calibration pairs per suite')
     p.add_argument('--limit', type=int, default=d.limit, help='test problems per suite in the evaluation')
     p.add_argument('--n-lag', type=int, default=d.n_lag, help='test prompts per suite each student decodes for its stability lag (0: skip)')
+    p.add_argument('--eval-split', default=d.eval_split, choices=['test', 'val'],
+                   help="'val': evaluate on calibration-split problems not used for calibration (choose settings there, not on test)")
     p.add_argument('--calib', nargs='*', metavar='KEY=VALUE', help='further CalibConfig fields, e.g. lr=1e-3 input_mode=quant')
     p.add_argument('--prior', nargs='*', metavar='KEY=VALUE', help='further PriorConfig fields, e.g. scope=all boost=3')
     p.add_argument('--out', default='fair-calib-out', help='output directory')
@@ -53,7 +55,7 @@ def main(argv=None):
     if a.threads: torch.set_num_threads(a.threads)
     try:
         cfg = PipelineConfig(model=a.model, methods=a.methods, w_format=a.w_format, a_bits=a.a_bits, n_probe=a.n_probe,
-                             epochs=a.epochs, seeds=a.seeds, n_calib=a.n_calib, limit=a.limit, n_lag=a.n_lag,
+                             epochs=a.epochs, seeds=a.seeds, n_calib=a.n_calib, limit=a.limit, n_lag=a.n_lag, eval_split=a.eval_split,
                              calib=_kv(a.calib, 'calib'), prior=_kv(a.prior, 'prior'))
         run_pipeline(cfg, a.out, overwrite=a.overwrite, resume=a.resume, progress=not a.quiet, log=lambda *m: print(*m, flush=True))
     except (PipelineError, ValueError, FileNotFoundError, TypeError) as e:

@@ -8,7 +8,7 @@ import html, json, os, re, resource, shutil, statistics, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import torch
-from .tasks import make_splits, SUITES
+from .tasks import make_splits, SUITES, Split
 from .models import DLLM, load_dllm
 from .decode import default_decoding
 from .evaluate import task_accuracy, teacher_forced, evaluate_student, own_trajectory_metrics
@@ -19,12 +19,12 @@ from .calib import (CalibConfig, METHODS, PRIOR_METHODS, prior_config, calibrate
 
 # %% auto #0
 __all__ = ['DETERMINISTIC', 'RESUME_KEYS', 'METRICS', 'NOTES', 'PipelineError', 'PipelineConfig', 'stage', 'prepare_out',
-           'stage1', 'teacher_reference', 'run_one', 'summarize', 'summary_table', 'report_figures', 'report_html',
-           'run_pipeline']
+           'stage1', 'eval_splits', 'teacher_reference', 'run_one', 'summarize', 'summary_table', 'report_figures',
+           'report_html', 'run_pipeline']
 
 # %% ../nbs/12_pipeline.ipynb #11130d96
 DETERMINISTIC = ('rtn', 'quarot')   # no random choice: one run stands for every seed
-RESUME_KEYS = ('model', 'w_format', 'a_bits', 'n_probe', 'epochs', 'n_calib', 'limit', 'n_lag', 'calib', 'prior')
+RESUME_KEYS = ('model', 'w_format', 'a_bits', 'n_probe', 'epochs', 'n_calib', 'limit', 'n_lag', 'eval_split', 'calib', 'prior')
 
 class PipelineError(RuntimeError):
     "A pipeline run that cannot start or go on (the message says why; nothing written is removed)."
@@ -42,6 +42,7 @@ class PipelineConfig:
     n_calib:int = 128              # calibration pairs per suite
     limit:int = 200                # test problems per suite in the evaluation
     n_lag:int = 64                 # test prompts per suite decoded by each student for its stability lag
+    eval_split:str = 'test'        # 'test', or 'val': calibration-split problems after the first n_calib (for choosing settings)
     calib:dict = field(default_factory=dict)   # further CalibConfig fields (lr, batch_size, input_mode, ...)
     prior:dict = field(default_factory=dict)   # further PriorConfig fields (boost, lambda1, scope, prompt_floor, ...)
     def __post_init__(self):
@@ -53,6 +54,7 @@ class PipelineConfig:
         for k in ('n_probe', 'n_calib', 'limit'):
             if getattr(self, k) < 1: raise ValueError(f'{k} must be >= 1, got {getattr(self, k)}')
         if self.epochs < 0 or self.n_lag < 0: raise ValueError(f'epochs and n_lag must be >= 0, got {self.epochs}, {self.n_lag}')
+        if self.eval_split not in ('test', 'val'): raise ValueError(f"eval_split must be 'test' or 'val', got {self.eval_split!r}")
         self.calib_config('flatquant', 0); self.prior_base(0)   # validates the rest
     @property
     def quant(self) -> str: return parse_config(f'W4A{self.a_bits}', w_format=self.w_format).name
@@ -120,6 +122,18 @@ def stage1(teacher:DLLM, prompts:list, cfg:PipelineConfig, seed:int, methods:lis
     return priors
 
 # %% ../nbs/12_pipeline.ipynb #65241616
+def eval_splits(cfg:PipelineConfig) -> dict:
+    "The splits a run uses: 'calib' for calibration and probing, 'test' for evaluation (held-out calibration problems for 'val')."
+    splits = make_splits(0)
+    if cfg.eval_split == 'test': return splits
+    out = {}
+    for s, d in splits.items():
+        c = d['calib']; val = Split(c.suite, c.prompts[cfg.n_calib:], c.answers[cfg.n_calib:])
+        if len(val.prompts) < cfg.limit:
+            raise ValueError(f'eval_split=val leaves {len(val.prompts)} {s} problems after n_calib={cfg.n_calib}; lower limit or n_calib')
+        out[s] = {'test': val, 'calib': c}
+    return out
+
 def _pairs(splits, n):
     return ([p for s in splits.values() for p in s['calib'].prompts[:n]], [a for s in splits.values() for a in s['calib'].answers[:n]])
 
@@ -147,7 +161,7 @@ def run_one(teacher:DLLM, splits:dict, ref:dict, cfg:PipelineConfig, method:str,
                 save_calibrated(student, final)
                 shutil.rmtree(ck, ignore_errors=True)
     with stage(times, 'evaluate'):
-        row = evaluate_student(teacher, student, splits, cfg.limit, None, ref['tf'], ref['answers'], progress=False)
+        row = evaluate_student(teacher, student, splits, cfg.limit, None, ref['tf'], ref['answers'], progress=progress)
         lag_prompts = [p for d in splits.values() for p in d['test'].prompts[:cfg.n_lag]]
         own = own_trajectory_metrics(teacher, student, lag_prompts) if cfg.n_lag else None
     row.update(method=method, seed=seed, student=student.name, times=times,
@@ -240,9 +254,9 @@ NOTES = ['Weights: bitsandbytes 4-bit (NF4 blockwise by default) or per-channel 
 def run_pipeline(cfg:PipelineConfig, out, overwrite:bool=False, resume:bool=False, progress:bool=True, log=print) -> dict:
     "Run probe -> prior -> calibrate -> evaluate -> report for every method and seed of `cfg`; returns the results dict."
     t_start = time.time()
-    teacher = load_dllm(cfg.model)                  # a bad model name fails before anything is written
+    teacher = load_dllm(cfg.model)                  # a bad model name or split fails before anything is written
+    splits = eval_splits(cfg); suites = list(splits)
     out = prepare_out(out, cfg, overwrite, resume)
-    splits = make_splits(0); suites = list(splits)
     log(f'{teacher}: {len(cfg.runs())} runs of {cfg.quant} ({", ".join(cfg.methods)}), seeds {list(cfg.seeds)} -> {out}')
     ref = teacher_reference(teacher, splits, cfg, progress)
     log(f"teacher mean accuracy {100 * ref['accuracy']['mean']:.1f}% ({ref['times']['teacher_eval']['seconds']}s)")
@@ -261,7 +275,7 @@ def run_pipeline(cfg:PipelineConfig, out, overwrite:bool=False, resume:bool=Fals
                 f"KL {row['frontier']['kl']:.4f} (calibrate {row['times']['calibrate']['seconds']}s, evaluate {row['times']['evaluate']['seconds']}s)")
     summary = summarize(rows, suites)
     table = summary_table(summary, ref['accuracy'], suites)
-    res = dict(config=asdict(cfg), model=teacher.name, quant=cfg.quant, teacher=dict(accuracy=ref['accuracy'], decoding=ref['decoding'], lag=ref['lag'].tolist()),
+    res = dict(config=asdict(cfg), model=teacher.name, quant=cfg.quant, eval_split=cfg.eval_split, teacher=dict(accuracy=ref['accuracy'], decoding=ref['decoding'], lag=ref['lag'].tolist()),
                summary=summary, runs=rows, stage_times=stage_times, total_seconds=round(time.time() - t_start, 1))
     (out/'results.json').write_text(json.dumps(res, indent=1))
     (out/'results.md').write_text(f'# {teacher.name} {cfg.quant}\n\n{table}\n\n' + '\n'.join(f'- {n}' for n in NOTES) + '\n')

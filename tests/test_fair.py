@@ -95,3 +95,14 @@ def test_bad_priors(llada, dream, prior):
     with pytest.raises(ValueError, match='window of 16 positions'): loss_weights(llada, CalibConfig(method='fair'), b, prior=short)
     with pytest.raises(ValueError, match='needs a prior built with lambda1=0.0'): loss_weights(llada, CalibConfig(method='frontier_only'), b, prior=prior)
     with pytest.raises(ValueError, match='unknown method'): CalibConfig(method='gptq')
+
+def test_masked_calibration_data(llada):
+    clean = calib_batch(llada, P, A)
+    for mode in ('random_mask', 'block_mask'):
+        a, b = calib_batch(llada, P, A, data=mode, seed=1), calib_batch(llada, P, A, data=mode, seed=1)
+        Pl = a['prompt_length']; m = a['x'] == llada.mask_id
+        assert torch.equal(a['x'], b['x']) and m[:, Pl:].any() and not m[:, :Pl].any()
+        assert torch.equal(a['x'][~m], clean['x'][~m])                       # only masks were written
+    st = calibrate(llada, P, A, CalibConfig(method='flatquant', epochs=1, data='block_mask'), progress=False)
+    assert st.calib_log['config']['data'] == 'block_mask'
+    with pytest.raises(ValueError, match='unknown calibration data mode'): CalibConfig(data='noisy')

@@ -62,3 +62,5 @@ def test_bad_input(tmp_path, capsys):
     assert 'neither a shipped model' in capsys.readouterr().err and not (tmp_path/'y').exists()
     assert _run(['--prior', 'scope=everything', '--out', str(tmp_path/'z')]) == 2
     assert "unknown scope 'everything'" in capsys.readouterr().err
+    assert _run(['--eval-split', 'val', '--limit', '200', '--out', str(tmp_path/'v')]) == 2
+    assert 'eval_split=val leaves 128' in capsys.readouterr().err and not (tmp_path/'v').exists()
