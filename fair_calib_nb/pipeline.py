@@ -201,7 +201,7 @@ def summary_table(summary:dict, teacher_acc:dict, suites:list) -> str:
         cells = []
         for c in cols:
             if c not in s: cells.append('–'); continue
-            scale = 1 if c in ('kl', 'prior_spread') else 100; d = 4 if c == 'kl' else 2 if c == 'prior_spread' else 1
+            scale = 1 if c in ('kl', 'prior_spread') else 100; d = 4 if c == 'kl' else 2 if c in ('prior_spread', 'flip_rate') else 1
             v = s[c]; cells.append(f"{scale * v['mean']:.{d}f}" + (f" ± {scale * v['std']:.{d}f}" if v['n'] > 1 else ''))
         lines.append(f"| {m} | {s['acc_mean']['n']} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines)

@@ -64,3 +64,17 @@ def test_bad_input(tmp_path, capsys):
     assert "unknown scope 'everything'" in capsys.readouterr().err
     assert _run(['--eval-split', 'val', '--limit', '200', '--out', str(tmp_path/'v')]) == 2
     assert 'eval_split=val leaves 128' in capsys.readouterr().err and not (tmp_path/'v').exists()
+
+def test_report_opens_offline_in_a_browser(first):
+    "report.html in headless Chromium with every non-file request blocked: all figures render, no console error."
+    from test_docs_site import need_browser, launch
+    need_browser()
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = launch(p); ctx = b.new_context(); blocked, errors = [], []
+        ctx.route('**/*', lambda r: r.continue_() if r.request.url.startswith('file://') else (blocked.append(r.request.url), r.abort()))
+        page = ctx.new_page(); page.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
+        page.goto((first/'report.html').as_uri()); page.wait_for_timeout(1500)
+        n_div, n_svg = page.eval_on_selector_all('.plotly-graph-div', 'e => e.length'), page.eval_on_selector_all('.plotly-graph-div .main-svg', 'e => e.length')
+        b.close()
+    assert n_div >= 5 and n_svg >= n_div and not blocked and not errors, (n_div, n_svg, blocked, errors)
