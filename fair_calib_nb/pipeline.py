@@ -96,7 +96,8 @@ def prepare_out(out, cfg:PipelineConfig, overwrite:bool=False, resume:bool=False
         elif not resume: raise PipelineError(f'output directory {out} is not empty: pass --overwrite to replace it or --resume to continue it')
         else:
             if not (out/'config.json').exists(): raise PipelineError(f'{out} has no config.json: not a fair-calib output directory, cannot resume')
-            old = json.loads((out/'config.json').read_text()); new = json.loads(json.dumps(asdict(cfg)))
+            new = json.loads(json.dumps(asdict(cfg)))   # keys an older version did not write count as their defaults
+            old = {**json.loads(json.dumps(asdict(PipelineConfig()))), **json.loads((out/'config.json').read_text())}
             diff = [k for k in RESUME_KEYS if old.get(k) != new.get(k)]
             if diff: raise PipelineError(f'cannot resume {out}: settings differ in {diff} (was {[old.get(k) for k in diff]}); use another directory or --overwrite')
     try:
