@@ -1,6 +1,8 @@
 """Stage II (layer-wise calibration) cost: wall time and peak resident memory per block and in total, on both shipped
 models and on untrained copies 2x and 4x as deep. The cached activations (block input, full-precision target, one block's
-output) do not grow with depth, so the peak above the loaded models must stay flat while the model grows.
+output) do not grow with depth; the model does. Measured (2 epochs, 2 threads): per-block peaks still drift up about
+7 MB per block at 16 blocks with glibc's default malloc and about 3.5 MB per block with MALLOC_MMAP_THRESHOLD_=1048576
+(large tensors returned to the OS), so most of the drift is allocator retention; the rest is not yet explained.
 Run alone (no other torch process): `python benchmarks/bench_calib.py [--threads 2] [--n-calib 128] [--epochs 8]`."""
 import argparse, subprocess, sys, time
 import torch
