@@ -4,23 +4,23 @@
 
 # %% ../nbs/12_pipeline.ipynb #ca4f7699
 from __future__ import annotations
-import html, json, os, re, resource, shutil, statistics, time
+import html, json, re, resource, shutil, statistics, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import torch
-from .tasks import make_splits, SUITES, Split
+from .tasks import make_splits, Split
 from .models import DLLM, load_dllm
 from .decode import default_decoding
 from .evaluate import task_accuracy, teacher_forced, evaluate_student, own_trajectory_metrics
-from .frontier import stability_lag, lag_ccdf
-from .prior import Prior, PriorConfig, build_prior
+from .frontier import stability_lag
+from .prior import Prior, PriorConfig, build_prior, model_fingerprint
 from .quant import parse_config
 from .calib import (CalibConfig, METHODS, PRIOR_METHODS, prior_config, calibrate, save_calibrated, load_calibrated)
 
 # %% auto #0
 __all__ = ['DETERMINISTIC', 'RESUME_KEYS', 'METRICS', 'NOTES', 'PipelineError', 'PipelineConfig', 'stage', 'prepare_out',
-           'stage1', 'eval_splits', 'teacher_reference', 'run_one', 'summarize', 'summary_table', 'report_figures',
-           'report_html', 'run_pipeline']
+           'stage1', 'eval_splits', 'teacher_states', 'teacher_reference', 'run_one', 'summarize', 'summary_table',
+           'report_figures', 'report_html', 'run_pipeline']
 
 # %% ../nbs/12_pipeline.ipynb #11130d96
 DETERMINISTIC = ('rtn', 'quarot')   # no random choice: one run stands for every seed
@@ -138,14 +138,25 @@ def eval_splits(cfg:PipelineConfig) -> dict:
 def _pairs(splits, n):
     return ([p for s in splits.values() for p in s['calib'].prompts[:n]], [a for s in splits.values() for a in s['calib'].answers[:n]])
 
-def teacher_reference(teacher:DLLM, splits:dict, cfg:PipelineConfig, progress:bool=True) -> dict:
-    "The teacher's scores and cached teacher-forced states on the evaluation problems."
+def teacher_states(teacher:DLLM, splits:dict, cfg:PipelineConfig) -> dict:
+    "The teacher's decoding traces and log-probs on the evaluation prompts (the teacher-forced states of every student)."
+    return {s: teacher_forced(teacher, d['test'].prompts[:cfg.limit], default_decoding(teacher)) for s, d in splits.items()}
+
+def teacher_reference(teacher:DLLM, splits:dict, cfg:PipelineConfig, progress:bool=True, out:Path=None, resume:bool=False) -> dict:
+    "The teacher's scores, answers and stability lag (kept in `teacher.json`), and its teacher-forced states (`tf`)."
+    path = out/'teacher.json' if out is not None else None
+    if resume and path is not None and path.exists():
+        ref = json.loads(path.read_text())
+        if ref.get('fingerprint') == model_fingerprint(teacher):   # reuse; the states are rebuilt only if a run needs them
+            return dict(ref, lag=torch.tensor(ref['lag']), tf=None)
     dec, times = default_decoding(teacher), {}
     with stage(times, 'teacher_eval'):
         acc, answers = task_accuracy(teacher, splits, 'test', dec, cfg.limit, progress=progress, return_answers=True)
-        tf = {s: teacher_forced(teacher, d['test'].prompts[:cfg.limit], dec) for s, d in splits.items()}
+        tf = teacher_states(teacher, splits, cfg)
     lag = torch.cat([stability_lag(t.trace) for t in tf.values()])
-    return dict(accuracy=acc, answers=answers, tf=tf, lag=lag, times=times, decoding=asdict(dec))
+    ref = dict(accuracy=acc, answers=answers, lag=lag.tolist(), times=times, decoding=asdict(dec), fingerprint=model_fingerprint(teacher))
+    if path is not None: path.write_text(json.dumps(ref))
+    return dict(ref, lag=lag, tf=tf)
 
 def run_one(teacher:DLLM, splits:dict, ref:dict, cfg:PipelineConfig, method:str, seed:int, prior:Prior=None,
             out:Path=None, resume:bool=False, progress:bool=True) -> dict:
@@ -259,7 +270,7 @@ def run_pipeline(cfg:PipelineConfig, out, overwrite:bool=False, resume:bool=Fals
     splits = eval_splits(cfg); suites = list(splits)
     out = prepare_out(out, cfg, overwrite, resume)
     log(f'{teacher}: {len(cfg.runs())} runs of {cfg.quant} ({", ".join(cfg.methods)}), seeds {list(cfg.seeds)} -> {out}')
-    ref = teacher_reference(teacher, splits, cfg, progress)
+    ref = teacher_reference(teacher, splits, cfg, progress, out, resume)
     log(f"teacher mean accuracy {100 * ref['accuracy']['mean']:.1f}% ({ref['times']['teacher_eval']['seconds']}s)")
     rows, priors, stage_times = [], {}, dict(ref['times'])
     P, _ = _pairs(splits, cfg.n_calib)
@@ -270,6 +281,7 @@ def run_pipeline(cfg:PipelineConfig, out, overwrite:bool=False, resume:bool=Fals
         for m in todo:
             rf = out/'runs'/f'{m}-s{seed}.json'
             if resume and rf.exists(): rows.append(json.loads(rf.read_text())); log(f'{m} seed {seed}: kept from an earlier run'); continue
+            if ref['tf'] is None: ref['tf'] = teacher_states(teacher, splits, cfg)
             row = run_one(teacher, splits, ref, cfg, m, seed, pri.get(m), out, resume, progress)
             rf.write_text(json.dumps(row, indent=1)); rows.append(row)
             log(f"{m} seed {seed}: acc {100 * row['accuracy']['mean']:.1f}%, flip {100 * row['frontier']['flip_rate']:.2f}%, "

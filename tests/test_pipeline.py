@@ -48,6 +48,7 @@ def test_resume_equals_uninterrupted(first, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt): main(SMALL + ['--out', str(tmp_path/'b')])
     monkeypatch.undo()
     assert (tmp_path/'b'/'models'/'fair-s0.partial').exists() and (tmp_path/'b'/'runs'/'rtn-s0.json').exists()
+    assert (tmp_path/'b'/'teacher.json').exists()                      # the resumed run reuses the teacher's scores
     assert _run(SMALL + ['--out', str(tmp_path/'b'), '--resume']) == 0
     a, b = (json.loads((d/'results.json').read_text()) for d in (first, tmp_path/'b'))
     assert _strip(a) == _strip(b)
