@@ -24,13 +24,9 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
+extras = {k[:-len('_requirements')].replace('bnbexport', 'bnb-export'): shlex.split(v) for k, v in cfg.items()
+          if k.endswith('_requirements') and k not in ('requirements', 'dev_requirements')}
 
-package_data = dict()
-pkg_data = cfg.get('package_data', None)
-if pkg_data:
-    package_data[cfg['lib_name']] =  pkg_data.split() # split as multiple files might be listed
-# Add package data to setup_cfg for setuptools.setup(..., **setup_cfg)
-setup_cfg['package_data'] = package_data
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -41,10 +37,13 @@ setuptools.setup(
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: '+o for o in py_versions[py_versions.index(min_python):]] + (['License :: ' + lic[1] ] if lic[1] else []),
     url = cfg['git_url'],
-    packages = setuptools.find_packages(),
+    # the shipped models travel inside the package (fair_calib_nb/data/...) so a non-editable install can load them
+    packages = setuptools.find_packages(exclude=['tests']) + ['fair_calib_nb.data'],
+    package_dir = {'fair_calib_nb.data': 'data'},
+    package_data = {'fair_calib_nb.data': ['tiny-llada/*', 'tiny-dream/*']},
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require={ 'dev': dev_requirements, **extras },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

@@ -3,7 +3,6 @@ Run alone: `python benchmarks/bench_frontier_prior.py [--threads 2]`."""
 import argparse, time, torch
 from fair_calib_nb.models import load_dllm
 from fair_calib_nb.tasks import make_splits
-from fair_calib_nb.decode import generate
 from fair_calib_nb.decode import Trace
 from fair_calib_nb.frontier import stability_lag, lag_ccdf, hit_map, reliability
 from fair_calib_nb.prior import build_prior, PriorConfig, Prior

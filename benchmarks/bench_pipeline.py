@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 from fair_calib_nb.pipeline import PipelineConfig, run_pipeline, _pairs
-from fair_calib_nb.calib import CalibConfig, calibrate, prior_config
+from fair_calib_nb.calib import calibrate, prior_config
 from fair_calib_nb.prior import build_prior
 from fair_calib_nb.models import load_dllm
 from fair_calib_nb.tasks import make_splits

@@ -5,23 +5,25 @@ import math, pytest, torch, torch.nn.functional as F
 from fair_calib_nb.decode import *
 from fair_calib_nb.tasks import make_splits
 
-def ref_llada(model, prompt, steps, gen_length, block_length, mask_id, remasking='low_confidence'):
+def ref_llada(model, prompt, steps, gen_length, block_length, mask_id, wide=False):
+    "LLaDA's generate (current upstream: confidence softmax in the logits' dtype; `wide`: the float64 variant) -> ids, commit steps."
     x = torch.full((1, prompt.shape[1] + gen_length), mask_id, dtype=torch.long); x[:, :prompt.shape[1]] = prompt
-    nblocks = gen_length // block_length; spb = steps // nblocks
+    commit = torch.full((gen_length,), -1); P = prompt.shape[1]
+    nblocks = gen_length // block_length; spb = steps // nblocks; step = 0
     for nb in range(nblocks):
-        start = prompt.shape[1] + nb * block_length; end = start + block_length
+        start = P + nb * block_length; end = start + block_length
         n = int((x[0, start:end] == mask_id).sum())
         sched = [n // spb + (1 if i < n % spb else 0) for i in range(spb)]   # even split, remainder first
         for i in range(spb):
             masked = x == mask_id
             logits = model(x).logits
             x0 = logits.argmax(-1)
-            conf = F.softmax(logits.double(), -1).gather(-1, x0[..., None])[..., 0]
+            conf = F.softmax(logits.double() if wide else logits, -1).gather(-1, x0[..., None])[..., 0]
             conf[:, end:] = -math.inf                                           # never beyond the active block
             conf = torch.where(masked, conf, torch.tensor(-math.inf, dtype=conf.dtype))
             idx = torch.topk(conf[0], sched[i]).indices
-            x[0, idx] = x0[0, idx]
-    return x
+            x[0, idx] = x0[0, idx]; commit[idx - P] = step; step += 1
+    return x, commit
 
 def ref_dream(model, prompt, steps, gen_length, mask_id, alg='entropy', eps=1e-3):
     x = F.pad(prompt, (0, gen_length), value=mask_id)
@@ -41,16 +43,18 @@ def ref_dream(model, prompt, steps, gen_length, mask_id, alg='entropy', eps=1e-3
             x[0, idx[0]] = cand[0, idx[0]]
     return x
 
-PROMPTS = make_splits(0)['add']['test'].prompts[:6] + make_splits(0)['reverse']['test'].prompts[:6]
+PROMPTS = make_splits(0)['cumsum']['test'].prompts[:6] + make_splits(0)['reverse']['test'].prompts[:6]
 
-@pytest.mark.parametrize('steps,block', [(12, 8), (24, 24), (6, 12), (24, 4)])
-def test_llada_matches_reference(llada, steps, block):
-    cfg = DecodeConfig(sampler='llada', steps=steps, block_length=block)
-    out = generate(llada, PROMPTS, cfg, progress=False)
+@pytest.mark.parametrize('steps,block,dtype', [(12, 8, 'native'), (24, 24, 'native'), (6, 12, 'native'), (24, 4, 'native'), (12, 8, 'float64')])
+def test_llada_matches_reference(llada, steps, block, dtype):
+    "Tokens and commit steps equal a per-prompt re-statement of upstream LLaDA's generate (and of its float64 variant)."
+    cfg = DecodeConfig(sampler='llada', steps=steps, block_length=block, confidence_dtype=dtype)
+    out = generate(llada, PROMPTS, cfg, record=True, progress=False)
     for r, p in enumerate(PROMPTS):
         ids = torch.tensor([llada.tokenizer(p, add_special_tokens=False)['input_ids']])
-        ref = ref_llada(llada.model, ids, steps, cfg.gen_length, block, llada.mask_id)
+        ref, commit = ref_llada(llada.model, ids, steps, cfg.gen_length, block, llada.mask_id, wide=dtype == 'float64')
         assert torch.equal(out.x[r, out.prompt_length - ids.shape[1]:], ref[0]), (p, steps, block)
+        assert torch.equal(out.trace.commit_step[r], commit), (p, steps, block)
 
 @pytest.mark.parametrize('alg,steps', [('entropy', 12), ('maskgit_plus', 24), ('topk_margin', 8)])
 def test_dream_matches_reference(dream, alg, steps):
@@ -117,5 +121,6 @@ def test_bad_decoding_inputs(llada):
     with pytest.raises(ValueError, match='unknown remasking'): DecodeConfig(remasking='lowest')
     with pytest.raises(ValueError, match='unknown Dream algorithm'): DecodeConfig(alg='greedy')
     with pytest.raises(ValueError, match='temperature'): DecodeConfig(temperature=-0.1)
-    with pytest.raises(ValueError, match='mask token'): generate(llada, ['<add>1[MASK]='], progress=False)
+    with pytest.raises(ValueError, match='mask token'): generate(llada, ['<sum>1[MASK]='], progress=False)
+    with pytest.raises(ValueError, match='confidence_dtype'): DecodeConfig(confidence_dtype='half')
     with pytest.raises(ValueError, match='maximum length'): generate(llada, ['<rev>' + 'a' * 60 + '='], progress=False)

@@ -1,11 +1,12 @@
-"""The `explorer()` of nbs/07_viz.ipynb in a real JupyterLab: start JupyterLab headless on 127.0.0.1 (token, free
-port, everything in a temp dir), open a temp copy of 07_viz.ipynb in Debian's Chromium via Playwright, run a cell
+"""The `explorer()` of nbs/09_viz.ipynb in a real JupyterLab: start JupyterLab headless on 127.0.0.1 (token, free
+port, everything in a temp dir), open a temp copy of 09_viz.ipynb in Debian's Chromium via Playwright, run a cell
 `from fair_calib_nb.viz import explorer; explorer()` put at its top, and check that the ipywidgets dropdowns and the
 plotly figure appear, and that changing a dropdown redraws the figure. nbs/ is never touched. Screenshot:
 `test_output/jupyterlab_explorer.png`. Skips without `/usr/bin/chromium` or the `playwright` package."""
 import json, os, secrets, shutil, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
+pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT/'test_output'
@@ -24,19 +25,18 @@ def api(base, path, token, method='GET', timeout=5):
 
 @pytest.fixture
 def lab(tmp_path):
-    "A JupyterLab server rooted in a temp dir holding a copy of 07_viz.ipynb with the explorer cell on top."
-    if not Path(CHROMIUM).exists(): pytest.skip(f'{CHROMIUM} is missing: run `bash tools/ci_setup.sh` (apt-get install chromium)')
-    try: import playwright.sync_api  # noqa: F401
-    except ImportError: pytest.skip('the playwright package is missing: pip install -e ".[dev]"')
+    "A JupyterLab server rooted in a temp dir holding a copy of 09_viz.ipynb with the explorer cell on top."
+    from test_docs_site import need_browser
+    need_browser()
     if shutil.which('jupyter') is None: pytest.skip('jupyter is not on PATH')
-    src = ROOT/'nbs'/'07_viz.ipynb'
-    if not src.exists(): pytest.skip('no nbs/07_viz.ipynb')
+    src = ROOT/'nbs'/'09_viz.ipynb'
+    if not src.exists(): pytest.skip('no nbs/09_viz.ipynb')
     work = tmp_path/'lab'; work.mkdir()
     nb = json.loads(src.read_text())
     nb['metadata']['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3 (ipykernel)', 'language': 'python'}
     nb['cells'].insert(0, {'cell_type': 'code', 'execution_count': None, 'id': 'explorer-check', 'metadata': {},
                            'outputs': [], 'source': CELL})
-    (work/'07_viz.ipynb').write_text(json.dumps(nb))
+    (work/'09_viz.ipynb').write_text(json.dumps(nb))
     token, port = secrets.token_hex(16), free_port()
     env = {**os.environ, 'FAIR_CALIB_DATA': str(ROOT/'data'), 'OMP_NUM_THREADS': '1', 'FAIR_CALIB_THREADS': '1',
            'JUPYTERLAB_SETTINGS_DIR': str(tmp_path/'settings'), 'JUPYTERLAB_WORKSPACES_DIR': str(tmp_path/'workspaces'),
@@ -88,7 +88,7 @@ def test_explorer_in_jupyterlab(lab):
             page = ctx.new_page()
             page.on('pageerror', lambda e: errors.append(str(e)))
             page.set_default_timeout(90_000)
-            page.goto(f'{base}/lab/tree/07_viz.ipynb?token={token}', wait_until='domcontentloaded')
+            page.goto(f'{base}/lab/tree/09_viz.ipynb?token={token}', wait_until='domcontentloaded')
             first = page.locator('.jp-NotebookPanel .jp-Cell').first
             expect(first.locator('.cm-content')).to_contain_text(CELL, timeout=90_000)
             # run only once the page's kernel connection is up (status bar: 'Python 3 (ipykernel) | Idle')

@@ -1,12 +1,13 @@
-"The `fair-calib` pipeline and command: outputs, resume, overwrite rules, bad input."
-import json, re, pytest
+"The `fair-calib` pipeline and command: outputs, report, resume (with the original timings kept), overwrite rules, bad input."
+import json, os, re, subprocess, sys, pytest
 import fair_calib_nb.calib as C
 from fair_calib_nb.cli import main
 
-SMALL = ['--methods', 'rtn', 'fair', '--epochs', '1', '--n-calib', '8', '--limit', '8', '--n-probe', '16', '--n-lag', '4', '--quiet']
+pytestmark = pytest.mark.slow
+SMALL = ['run', '--methods', 'rtn', 'fair', '--epochs', '1', '--n-calib', '8', '--limit', '8', '--n-probe', '16', '--n-lag', '4']
 
-def _run(argv, capsys=None):
-    try: main(argv); return 0
+def _run(argv):
+    try: main(['--quiet'] + argv); return 0
     except SystemExit as e: return e.code
 
 def _strip(res):   # drop wall times, which differ between runs
@@ -20,52 +21,64 @@ def first(tmp_path_factory):
     return out
 
 def test_outputs(first):
-    names = {p.name for p in first.iterdir()}
-    assert {'config.json', 'results.json', 'results.md', 'report.html', 'models', 'priors', 'runs'} <= names
+    assert {'config.json', 'results.json', 'results.md', 'report.html', 'timings.json', 'models', 'priors', 'runs'} <= {p.name for p in first.iterdir()}
     res = json.loads((first/'results.json').read_text())
-    assert set(res['summary']) == {'rtn', 'fair'} and res['summary']['fair']['prior_spread']['mean'] > 1
-    assert {'teacher_eval', 'stage1_s0'} <= set(res['stage_times'])
+    assert set(res['summary']) == {'rtn', 'fair'} and {'flip_rate_answer', 'kl_answer', 'flip_rate_answer_b2'} <= set(res['summary']['fair'])
+    assert {'teacher_eval', 'stage1_s0'} <= set(res['timings'][0]['stages']) and res['environment']['threads'] >= 1
     page = (first/'report.html').read_text()
-    assert len(page) > 3_000_000 and 'Plotly.newPlot' in page                      # plotly.js inlined
-    assert not re.search(r'<script[^>]+src=["\']https?:', page)                     # nothing fetched from the network
+    assert len(page) > 3_000_000 and 'Plotly.newPlot' in page and not re.search(r'<script[^>]+src=["\']https?:', page)
+    assert '<td>n_probe</td><td>16</td>' in page and '<td>epochs</td><td>1</td>' in page        # the settings, read back
+    assert 'teacher_eval' in page and 'Settings and timings' in page
     assert '| fair | 1 |' in (first/'results.md').read_text()
-    assert (first/'models'/'fair-s0'/'quant.json').exists() and not (first/'models'/'fair-s0.partial').exists()
+    cfg = json.loads((first/'models'/'fair-s0'/'config.json').read_text())
+    assert cfg['quantization_config']['quant_method'] == 'fair_calib' and not (first/'models'/'fair-s0.partial').exists()
 
 def test_existing_dir_needs_flag_and_keeps_files(first, capsys):
     before = sorted(p.name for p in first.rglob('*'))
-    assert _run(SMALL + ['--out', str(first)]) == 2
-    assert 'pass --overwrite' in capsys.readouterr().err
-    assert _run(SMALL + ['--out', str(first), '--epochs', '2', '--resume']) == 2
-    assert "differ in ['epochs']" in capsys.readouterr().err
+    assert _run(SMALL + ['--out', str(first)]) == 2 and 'pass --overwrite' in capsys.readouterr().err
+    assert _run(SMALL + ['--out', str(first), '--epochs', '2', '--resume']) == 2 and "differ in ['epochs']" in capsys.readouterr().err
     assert sorted(p.name for p in first.rglob('*')) == before
 
-def test_resume_equals_uninterrupted(first, tmp_path, monkeypatch):
-    orig = C.train_block
-    def interrupt(*a, **k):
-        if a[7] == 'block 2': raise KeyboardInterrupt
-        return orig(*a, **k)
-    monkeypatch.setattr(C, 'train_block', interrupt)
-    with pytest.raises(KeyboardInterrupt): main(SMALL + ['--out', str(tmp_path/'b')])
+def test_resume_equals_uninterrupted_and_keeps_timings(first, tmp_path, monkeypatch):
+    orig = C.save_student
+    def stop(s, path, **kw):
+        orig(s, path, **kw)
+        if str(path).endswith('fair-s0.partial') and s.calib_log['done'] == 2: raise KeyboardInterrupt
+    monkeypatch.setattr(C, 'save_student', stop)
+    with pytest.raises(KeyboardInterrupt): main(['--quiet'] + SMALL + ['--out', str(tmp_path/'b')])
     monkeypatch.undo()
-    assert (tmp_path/'b'/'models'/'fair-s0.partial').exists() and (tmp_path/'b'/'runs'/'rtn-s0.json').exists()
-    assert (tmp_path/'b'/'teacher.json').exists()                      # the resumed run reuses the teacher's scores
+    t0 = json.loads((tmp_path/'b'/'timings.json').read_text())
+    assert (tmp_path/'b'/'models'/'fair-s0.partial').exists() and (tmp_path/'b'/'teacher.json').exists()
     assert _run(SMALL + ['--out', str(tmp_path/'b'), '--resume']) == 0
     a, b = (json.loads((d/'results.json').read_text()) for d in (first, tmp_path/'b'))
     assert _strip(a) == _strip(b)
+    assert b['timings'][0]['stages'] == t0[0]['stages'] and b['timings'][1]['resumed'] and 'teacher_eval' not in b['timings'][1]['stages']
+    assert _run(SMALL + ['--out', str(tmp_path/'b'), '--resume']) == 0          # a finished run resumed again: history kept
+    c = json.loads((tmp_path/'b'/'results.json').read_text())
+    assert c['timings'][:2] == b['timings'][:2] and len(c['timings']) == 3
 
-def test_bad_input(tmp_path, capsys):
+def test_bad_input_before_any_model(tmp_path, capsys):
     (tmp_path/'file').write_text('keep me')
-    assert _run(SMALL + ['--out', str(tmp_path/'file'/'sub')]) == 2
-    assert 'cannot write to output directory' in capsys.readouterr().err and (tmp_path/'file').read_text() == 'keep me'
-    assert _run(['--methods', 'gptq', '--out', str(tmp_path/'x')]) == 2
-    assert 'unknown method' in capsys.readouterr().err
-    assert _run(['--model', str(tmp_path/'nope'), '--out', str(tmp_path/'y')]) == 2
+    assert _run(SMALL + ['--out', str(tmp_path/'file')]) == 2 and 'not a directory' in capsys.readouterr().err
+    assert (tmp_path/'file').read_text() == 'keep me'
+    assert _run(['run', '--model', str(tmp_path/'nope'), '--out', str(tmp_path/'y')]) == 2
     assert 'neither a shipped model' in capsys.readouterr().err and not (tmp_path/'y').exists()
-    assert _run(['--prior', 'scope=everything', '--out', str(tmp_path/'z')]) == 2
-    assert "unknown scope 'everything'" in capsys.readouterr().err
-    assert _run(['--eval-split', 'val', '--limit', '200', '--out', str(tmp_path/'v')]) == 2
-    assert 'eval_split=val leaves 128' in capsys.readouterr().err and not (tmp_path/'v').exists()
+    assert _run(['run', '--prior', 'scope=everything', '--out', str(tmp_path/'z')]) == 2 and "unknown scope 'everything'" in capsys.readouterr().err
+    assert _run(['run', '--calib', 'lr=abc', '--out', str(tmp_path/'z')]) == 2 and 'lr must be a number' in capsys.readouterr().err
+    assert _run(['run', '--calib', 'learning_rate=1', '--out', str(tmp_path/'z')]) == 2 and "unknown field(s) ['learning_rate']" in capsys.readouterr().err
+    assert not (tmp_path/'z').exists()
 
+def test_help_is_quick_and_imports_no_torch():
+    "`fair-calib --help` parses before any heavy import (timings: benchmarks/bench_cli.py)."
+    code = "import sys; sys.argv = ['fair-calib', '--help']; import fair_calib_nb.cli as c\ntry: c.main()\nexcept SystemExit: pass\nassert 'torch' not in sys.modules, 'torch imported'"
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr and 'n-probe' not in r.stdout
+    r = subprocess.run([sys.executable, '-m', 'fair_calib_nb', 'run', '--help'], capture_output=True, text=True)
+    assert r.returncode == 0 and '(default: 256)' in r.stdout and 'flatquant' in r.stdout
+    r = subprocess.run([sys.executable, '-m', 'fair_calib_nb', '--version'], capture_output=True, text=True)
+    assert r.stdout.startswith('fair-calib-nb ')
+
+@pytest.mark.browser
 def test_report_opens_offline_in_a_browser(first):
     "report.html in headless Chromium with every non-file request blocked: all figures render, no console error."
     from test_docs_site import need_browser, launch
@@ -76,6 +89,9 @@ def test_report_opens_offline_in_a_browser(first):
         ctx.route('**/*', lambda r: r.continue_() if r.request.url.startswith('file://') else (blocked.append(r.request.url), r.abort()))
         page = ctx.new_page(); page.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
         page.goto((first/'report.html').as_uri()); page.wait_for_timeout(1500)
-        n_div, n_svg = page.eval_on_selector_all('.plotly-graph-div', 'e => e.length'), page.eval_on_selector_all('.plotly-graph-div .main-svg', 'e => e.length')
+        n_div = page.eval_on_selector_all('.plotly-graph-div', 'e => e.length')
+        n_svg = page.eval_on_selector_all('.plotly-graph-div .main-svg', 'e => e.length')
+        page.set_viewport_size(dict(width=1300, height=900)); os.makedirs('test_output', exist_ok=True)
+        page.screenshot(path='test_output/report.png', full_page=True)
         b.close()
-    assert n_div >= 5 and n_svg >= n_div and not blocked and not errors, (n_div, n_svg, blocked, errors)
+    assert n_div >= 8 and n_svg >= n_div and not blocked and not errors, (n_div, n_svg, blocked, errors)

@@ -1,9 +1,9 @@
-"Tests of fair_calib_nb.quant: bit-exact bitsandbytes fake-quant, deployed == training form, activation quantizer, models, save/load."
-import copy, pytest, torch, torch.nn as nn
+"Parametric cross-checks of fair_calib_nb.quant against bitsandbytes on both shipped models: bit-exact fake-quant, deployed == training form, activation quantizer, models, students on disk."
+import json, pytest, torch, torch.nn as nn
 import bitsandbytes as bnb
 import bitsandbytes.functional as BF
 from fair_calib_nb.quant import (ActQuantizer, QuantLinear, QuantConfig, parse_config, quantize_model, deploy_model, quant_layers,
-                                 block_linears, is_quantized, save_quantized, load_quantized, model_bytes, fake_quant_4bit,
+                                 block_linears, is_quantized, model_bytes, fake_quant_4bit,
                                  fake_quant_int4, fake_quant_weight, bnb_roundtrip, bnb_codebook, clip_weight, round_ste)
 from fair_calib_nb.tasks import make_splits, encode_batch
 
@@ -17,7 +17,7 @@ def real_weights(*dllms):
 @pytest.fixture(scope='module')
 def batch(llada):
     "Real sequences (prompt + answer, half the window masked) with their attention mask."
-    cal = make_splits(0)['add']['calib']
+    cal = make_splits(0)['cumsum']['calib']
     b = encode_batch(llada.tokenizer, cal.prompts[:16], cal.answers[:16]); P = b['prompt_length']
     x = b['x'].clone()
     x[:, P:][torch.rand(x[:, P:].shape, generator=torch.Generator().manual_seed(0)) < 0.5] = llada.mask_id
@@ -231,8 +231,8 @@ def test_quantize_model_keep_and_a16(llada):
 
 def test_quantize_model_errors(llada):
     with pytest.raises(ValueError, match='cannot parse quantization config'): quantize_model(llada, 'W4-A4')
-    with pytest.raises(ValueError, match='does not divide the input dim 192 of model.transformer.blocks.0.q_proj'):
-        quantize_model(llada, 'W4A4', blocksize=128)
+    with pytest.raises(ValueError, match='does not divide the input dim 256 of model.transformer.blocks.0.q_proj'):
+        quantize_model(llada, 'W4A4', blocksize=512)
     q = quantize_model(llada, 'W4A8')
     with pytest.raises(ValueError, match='already quantized'): quantize_model(q, 'W4A4')
     with pytest.raises(ValueError, match='already quantized'): quantize_model(deploy_model(q), 'W4A4')
@@ -253,30 +253,51 @@ def test_model_bytes(dream):
     assert fp['quant_state'] == 0 and dep['quant_state'] >= lin // 64 * 4
     assert fp['total'] - dep['total'] >= lin * 4 - lin // 2 - lin // 64 * 4 - 10_000
 
-# ---------------------------------------------------------------- save / load
+# ---------------------------------------------------------------- students on disk (transformers format)
 
 @pytest.mark.parametrize('spec', ['W4A4', 'W4A8-fp4', 'W4A4-int4'])
 def test_save_load_roundtrip(dllm, batch, tmp_path, spec):
+    from fair_calib_nb.student import save_student, load_student
+    from transformers import AutoModel
     x, am = batch
     q = quantize_model(dllm, spec)
     first = next(iter(quant_layers(q).values())); first.act.make_learnable(1.5)
     if spec.endswith('int4'): first.add_weight_clip(3.0)
-    p = save_quantized(q, tmp_path/'q')
-    assert {f.name for f in p.iterdir()} >= {'model.safetensors', 'quant.json', 'config.json', 'tokenizer.json'}
-    back = load_quantized(p)
+    p = save_student(q, tmp_path/'q')
+    assert {f.name for f in p.iterdir()} >= {'model.safetensors', 'config.json', 'tokenizer.json'} and not (p/'quant.json').exists()
+    back = load_student(p)
     ref = q if spec.endswith('int4') else deploy_model(q)
-    with torch.no_grad(): assert torch.equal(back.logits(x, am), ref.logits(x, am))
+    with torch.no_grad():
+        assert torch.equal(back.logits(x, am), ref.logits(x, am))
+        assert torch.equal(AutoModel.from_pretrained(p)(x, **dllm.family.model_inputs(am)).logits, ref.model(x, **dllm.family.model_inputs(am)).logits)
     assert back.quant_config == q.quant_config and back.name == q.name and back.family == dllm.family
     bl = quant_layers(back)
-    assert bl.keys() == quant_layers(q).keys()
-    assert all(l.deployed != spec.endswith('int4') for l in bl.values())
+    assert bl.keys() == quant_layers(q).keys() and all(l.deployed != spec.endswith('int4') for l in bl.values())
     assert next(iter(bl.values())).act.learnable
     with pytest.raises(ValueError, match='already quantized'): quantize_model(back, 'W4A4')
 
 def test_save_load_errors(llada, tmp_path):
-    with pytest.raises(ValueError, match='not quantized'): save_quantized(llada, tmp_path/'fp')
-    with pytest.raises(ValueError, match='no quant.json'): load_quantized(tmp_path)
-    p = save_quantized(quantize_model(llada, 'W4A4'), tmp_path/'q')
+    from fair_calib_nb.student import save_student, load_student
     from safetensors.torch import load_file, save_file
-    sd = load_file(p/'model.safetensors'); sd['extra.weight'] = torch.zeros(1); save_file(sd, p/'model.safetensors')
-    with pytest.raises(ValueError, match='does not match'): load_quantized(p)
+    from transformers import AutoModel
+    with pytest.raises(ValueError, match='not quantized'): save_student(llada, tmp_path/'fp')
+    with pytest.raises(ValueError, match='not a fair_calib student'): load_student(tmp_path)
+    p = save_student(quantize_model(llada, 'W4A4'), tmp_path/'q')
+    sd = load_file(p/'model.safetensors'); sd['extra.weight'] = torch.zeros(1); save_file(sd, p/'model.safetensors', metadata={'format': 'pt'})
+    with pytest.raises(ValueError, match='1 unexpected tensors'): AutoModel.from_pretrained(p)
+    import json
+    cfg = json.loads((p/'config.json').read_text()); cfg['quantization_config']['format_version'] = 2; (p/'config.json').write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match='format_version 1'): AutoModel.from_pretrained(p)
+
+def test_weight_only_student_as_standard_bitsandbytes(dllm, batch, tmp_path):
+    "A W4A16 NF4 student exports as a BitsAndBytesConfig checkpoint that transformers loads by itself (bf16 CPU kernel aside)."
+    from fair_calib_nb.student import export_bnb
+    from transformers import AutoModel
+    x, am = batch
+    q = deploy_model(quantize_model(dllm, 'W4A16'))
+    m = AutoModel.from_pretrained(export_bnb(q, tmp_path/'bnb'))
+    assert json.loads((tmp_path/'bnb'/'config.json').read_text())['quantization_config']['quant_method'] == 'bitsandbytes'
+    for mod in m.modules():
+        if isinstance(mod, bnb.nn.Linear4bit): mod.support_avx512bf16_for_cpu = False   # the same fp32 kernel as ours
+    with torch.no_grad(): assert torch.equal(m(x, **dllm.family.model_inputs(am)).logits, q.model(x, **dllm.family.model_inputs(am)).logits)
+    with pytest.raises(ValueError, match='only weight-only'): export_bnb(quantize_model(dllm, 'W4A4'), tmp_path/'no')

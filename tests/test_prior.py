@@ -1,4 +1,4 @@
-import math, pytest, torch
+import pytest, torch
 from fair_calib_nb.decode import Trace, DecodeConfig, generate
 from fair_calib_nb.frontier import *
 from fair_calib_nb.prior import *
@@ -10,7 +10,11 @@ def toy(argmax, commit_step, tokens, block_length=None, prob=None):
     p = torch.tensor(prob, dtype=torch.float)[None] if prob is not None else z + .5
     return Trace(commit_step=torch.tensor([commit_step]), tokens=torch.tensor([tokens]), argmax=argmax, prob=p,
                  entropy=z + 1., margin=z + .1, prompt=torch.tensor([[5]]), attention_mask=torch.ones(1, G + 1, dtype=torch.long),
-                 mask_id=1, config=dict(sampler='llada', steps=T, gen_length=G, block_length=block_length or G, vocab_size=16))
+                 mask_id=1, config=_cfg(T, G, block_length or G), vocab_size=16)
+
+def _cfg(T, G, bl):
+    c = DecodeConfig(steps=G // bl, gen_length=G, block_length=bl); c.steps = T   # hand-built traces may have idle steps
+    return c
 
 def test_lag_hand_built():
     tr = toy([[7, 3, 3], [8, 4, 3], [7, 4, 3], [7, 4, 9]], [0, 1, 3], [7, 4, 9])
@@ -79,6 +83,7 @@ def test_prior_bad_config():
         with pytest.raises(ValueError, match=msg): PriorConfig(**kw)
 
 CALIB = [p for s in make_splits(0).values() for p in s['calib'].prompts]
+pytestmark = pytest.mark.filterwarnings('ignore')
 
 def test_prior_on_real_models_seeded_and_converging(dllm):
     cfg = PriorConfig(n_probe=64, seed=1)
