@@ -19,7 +19,8 @@ if __name__ == '__main__':
         lag = stability_lag(tr1000); lag_ccdf(lag); stability_lag(tr1000, 'first'); hit_map(tr1000)
         for kind in ('maxprob', 'entropy', 'margin'): reliability(tr1000, kind)
         Prior.from_traces(tr1000)
-    print(f'all frontier metrics + prior on {tr1000.batch_size} traces (T={tr1000.steps}, G={tr1000.gen_length}): {(time.perf_counter()-t)/5*1000:.1f} ms')
+    ms = (time.perf_counter() - t) / 5 * 1000
+    print(f'all frontier metrics + prior on {tr1000.batch_size} traces (T={tr1000.steps}, G={tr1000.gen_length}): {ms:.1f} ms')
     for n in (64, 128, 256):
         p1 = build_prior(d, calib, PriorConfig(n_probe=n, seed=1), progress=False)
         p2 = build_prior(d, calib, PriorConfig(n_probe=2*n, seed=2), progress=False)

@@ -7,11 +7,11 @@ import argparse, statistics, tempfile, time
 from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
-from fair_calib_nb.pipeline import PipelineConfig, run_pipeline, _pairs
+from fair_calib_nb.pipeline import PipelineConfig, run_pipeline
 from fair_calib_nb.calib import calibrate, prior_config
 from fair_calib_nb.prior import build_prior
 from fair_calib_nb.models import load_dllm
-from fair_calib_nb.tasks import make_splits
+from fair_calib_nb.tasks import make_splits, calib_pairs
 hf_logging.disable_progress_bar()
 
 def main():
@@ -22,13 +22,13 @@ def main():
     cfg = PipelineConfig()
     if not a.skip_pipeline:
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.time(); res = run_pipeline(cfg, Path(tmp)/'out', progress=False, log=lambda *m: None); wall = time.time() - t0
+            t0 = time.time(); res = run_pipeline(cfg, Path(tmp)/'out', progress=False); wall = time.time() - t0
         print(f'default fair-calib run ({cfg.model}, {", ".join(cfg.methods)}, seed 0, {a.threads} threads): {wall:.0f} s in total\n')
         print('| stage | seconds | peak RSS (MB) |\n|---|---|---|')
-        for k, v in res['stage_times'].items(): print(f"| {k} | {v['seconds']:.1f} | {v['peak_rss_mb']:.0f} |")
+        for k, v in res['timings'][0]['stages'].items(): print(f"| {k} | {v['seconds']:.1f} | {v['peak_rss_mb']:.0f} |")
         for r in res['runs']:
-            for k, v in r['times'].items(): print(f"| {r['method']} {k} | {v['seconds']:.1f} | {v['peak_rss_mb']:.0f} |")
-    teacher = load_dllm(cfg.model); P, A = _pairs(make_splits(0), cfg.n_calib)
+            e = r['times']['evaluate']; print(f"| {r['method']} evaluate | {e['seconds']:.1f} | {e['peak_rss_mb']:.0f} |")
+    teacher = load_dllm(cfg.model); P, A = calib_pairs(make_splits(0), cfg.n_calib)
     prior = build_prior(teacher, P, prior_config('fair', cfg.prior_base(0)), progress=False)
     secs = {'flatquant': [], 'fair': []}
     for r in range(a.reps):

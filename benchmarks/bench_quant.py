@@ -7,7 +7,8 @@ import argparse, statistics, tempfile, time
 from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
-from fair_calib_nb.quant import quantize_model, deploy_model, save_quantized, load_quantized, model_bytes  # first: quiets bnb's import notice
+from fair_calib_nb.quant import quantize_model, deploy_model, model_bytes  # first: quiets bnb's import notice
+from fair_calib_nb.student import save_student, load_student
 import bitsandbytes.functional as BF
 from fair_calib_nb.models import load_dllm, resolve_model_path
 from fair_calib_nb.tasks import make_splits
@@ -41,9 +42,10 @@ if __name__ == '__main__':
         dep = deploy_model(fq)
         bf = deploy_model(quantize_model(fp, 'W4A4', bf16_cpu_kernel=True))
         with tempfile.TemporaryDirectory() as tmp:
-            p = save_quantized(fq, Path(tmp)/'w4a4')
-            disk_fp, disk_q, disk_q_all = (resolve_model_path(name)/'model.safetensors').stat().st_size, (p/'model.safetensors').stat().st_size, dir_bytes(p)
-            t = time.perf_counter(); load_quantized(p); t_load = time.perf_counter() - t
+            p = save_student(fq, Path(tmp)/'w4a4')
+            disk_fp = (resolve_model_path(name)/'model.safetensors').stat().st_size
+            disk_q, disk_q_all = (p/'model.safetensors').stat().st_size, dir_bytes(p)
+            t = time.perf_counter(); load_student(p); t_load = time.perf_counter() - t
         m_fp, m_q = model_bytes(fp.model), model_bytes(dep.model)
         print(f'\n{name}: weights on disk FP {disk_fp/1e6:.2f} MB -> deployed W4A4 {disk_q/1e6:.2f} MB ({disk_fp/disk_q:.1f}x smaller; '
               f'whole directory {disk_q_all/1e6:.2f} MB, loads in {t_load:.2f} s)')
@@ -52,7 +54,8 @@ if __name__ == '__main__':
         sub = prompts[:64]
         a_fq, a_dep, a_bf, a_fp = (generate(m, sub, batch_size=64, progress=False).answers for m in (fq, dep, bf, fp))
         print(f'{name}: answers on 64 prompts: deployed == fake-quant {sum(x == y for x, y in zip(a_dep, a_fq))}/64, '
-              f'bf16 kernel == fake-quant {sum(x == y for x, y in zip(a_bf, a_fq))}/64, fake-quant == FP {sum(x == y for x, y in zip(a_fq, a_fp))}/64')
+              f'bf16 kernel == fake-quant {sum(x == y for x, y in zip(a_bf, a_fq))}/64, '
+              f'fake-quant == FP {sum(x == y for x, y in zip(a_fq, a_fp))}/64')
         models = {'FP': fp, 'fake-quant': fq, 'deployed fp32': dep, 'deployed bf16 kernel': bf}
         for batch, rounds in ((64, a.reps), (1, 2 * a.reps)):
             res = throughputs(models, prompts, batch, rounds)

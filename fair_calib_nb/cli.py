@@ -43,7 +43,8 @@ def _check_fields(kv:dict, cls, what:str):
 def _run_args(p):
     d = RUN_DEFAULTS
     p.add_argument('--model', default=d['model'], help='shipped name (tiny-llada, tiny-dream) or checkpoint directory')
-    p.add_argument('--methods', nargs='+', default=d['methods'], choices=METHOD_NAMES, metavar='METHOD', help=f'any of: {" ".join(METHOD_NAMES)}')
+    p.add_argument('--methods', nargs='+', default=d['methods'], metavar='METHOD',
+                   help=f'any of: {" ".join(METHOD_NAMES)}; with CalibConfig fields for one arm: flatquant[prompt_floor=0.1] decision[permute=True]')
     p.add_argument('--scheme', default=d['scheme'], help="W4A4, W4A8 or W4A16, optionally with a weight format: W4A4-int4, W4A16-fp4")
     p.add_argument('--weights', default=d['weights'], choices=['rtn', 'gptq'], help='rounding of the folded weights')
     p.add_argument('--n-probe', type=int, default=d['n_probe'], help='Stage I rollouts per seed')
@@ -71,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = RUN_DEFAULTS
     p = argparse.ArgumentParser(prog='fair-calib', formatter_class=F, description='FAIR-Calib: frontier-aware W4A4 post-training quantization '
                                 'of diffusion LLMs. With no subcommand, `run`.',
-                                epilog=f"`fair-calib run --help` lists every option of the default run: model {d['model']}, methods {' '.join(d['methods'])}, "
-                                       f"scheme {d['scheme']}, weights {d['weights']}, n-probe {d['n_probe']}, epochs {d['epochs']}, seeds {d['seeds'][0]}, "
+                                epilog=f"`fair-calib run --help` lists every option of the default run: model {d['model']}, "
+                                       f"methods {' '.join(d['methods'])}, scheme {d['scheme']}, weights {d['weights']}, "
+                                       f"n-probe {d['n_probe']}, epochs {d['epochs']}, seeds {d['seeds'][0]}, "
                                        f"n-calib {d['n_calib']} per suite, limit {d['limit']} per suite, out fair-calib-out.")
     p.add_argument('--version', action='version', version=f'fair-calib-nb {VERSION}')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch chooses)')
@@ -93,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser('dryrun', formatter_class=F, help='one block at a real size: time and peak memory, projected for the model')
     d.add_argument('size', nargs='?', default='llada-8b', help='llada-8b, dream-7b or a checkpoint directory')
     d.add_argument('--n-calib', type=int, default=384); d.add_argument('--steps', type=int, default=3)
-    d.add_argument('--method', default='flatquant', choices=['rtn', 'quarot', 'flatquant']); d.add_argument('--weights', default='rtn', choices=['rtn', 'gptq'])
+    d.add_argument('--method', default='flatquant', choices=['rtn', 'quarot', 'flatquant'])
+    d.add_argument('--weights', default='rtn', choices=['rtn', 'gptq'])
     d.add_argument('--device', default=None); d.add_argument('--trust-remote-code', action='store_true')
     return p
 
@@ -113,16 +116,21 @@ def precheck(a) -> None:
     model = getattr(a, 'model', None)
     if model is not None and model not in SHIPPED:
         p = Path(model)
-        if not p.is_dir(): raise ValueError(f'{model!r} is neither a shipped model {list(SHIPPED)} nor a local directory; fair-calib-nb never downloads models')
+        if not p.is_dir():
+            raise ValueError(f'{model!r} is neither a shipped model {list(SHIPPED)} nor a local directory; fair-calib-nb never downloads models')
         if not (p/'config.json').exists() and not (p/'results.json').exists(): raise ValueError(f'{p} has no config.json: not a checkpoint directory')
     out = getattr(a, 'out', None)
     if out and a.command in ('run', 'quantize'):
         o = Path(out)
         if o.exists() and not o.is_dir(): raise ValueError(f'output path {o} exists and is not a directory')
         if o.exists() and any(o.iterdir()) and not (a.overwrite or getattr(a, 'resume', False)):
-            raise ValueError(f'output directory {o} is not empty: pass --overwrite to replace it' + (' or --resume to continue it' if a.command == 'run' else ''))
+            raise ValueError(f'output directory {o} is not empty: pass --overwrite to replace '
+                    'it' + (' or --resume to continue it' if a.command == 'run' else ''))
     for what in ('calib', 'prior'): parse_kv(getattr(a, what, None), what)
-    if a.command == 'report' and not (Path(a.dir)/'results.json').exists(): raise ValueError(f'{a.dir} has no results.json: not a fair-calib run directory')
+    bad = [m for m in (getattr(a, 'methods', None) or []) if m.split('[')[0] not in METHOD_NAMES]
+    if bad: raise ValueError(f'unknown method(s) {bad}; use any of {list(METHOD_NAMES)}')
+    if a.command == 'report' and not (Path(a.dir)/'results.json').exists():
+        raise ValueError(f'{a.dir} has no results.json: not a fair-calib run directory')
 
 # %% ../nbs/90_cli.ipynb #63d060ea
 def _run(a):

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Callable
 import torch, torch.nn as nn
 from fastcore.basics import patch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, GenerationConfig
 from .modeling import llada_attention_bias
 from .compat import remote_code_files, load_remote_model
 
 # %% auto #0
 __all__ = ['FAMILIES', 'DATA', 'SHIPPED', 'dream_attention_inputs', 'Family', 'family_of', 'get_module', 'DLLM',
-           'resolve_model_path', 'load_dllm']
+           'save_generation_config', 'resolve_model_path', 'load_dllm']
 
 # %% ../nbs/04_models.ipynb #1c5ff1ba
 def dream_attention_inputs(attention_mask:torch.Tensor=None) -> tuple:
@@ -162,6 +162,13 @@ def run_blocks(self:DLLM, h, attention_mask=None, start:int=0, stop:int=None):
     return h
 @patch
 def head(self:DLLM, h:torch.Tensor) -> torch.Tensor: return self._align(self.lm_head(self.norm(h)))
+
+def save_generation_config(dllm:DLLM, path):
+    "Dream-family checkpoints carry `generation_config.json` with the mask token id, as Dream's do; others nothing."
+    if dllm.family.name != 'dream': return
+    t = dllm.tokenizer
+    GenerationConfig(mask_token_id=dllm.mask_id, pad_token_id=t.pad_token_id, bos_token_id=t.bos_token_id,
+                     eos_token_id=t.eos_token_id).save_pretrained(path)
 
 # %% ../nbs/04_models.ipynb #bc7318e6
 def _data_dir():

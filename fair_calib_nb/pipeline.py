@@ -22,11 +22,30 @@ from .report import (summarize, summary_table, paired_table, metric_figure, bloc
                                   environment, report_html)
 
 # %% auto #0
-__all__ = ['DETERMINISTIC', 'RESUME_KEYS', 'NOTES', 'PipelineError', 'PipelineConfig', 'prepare_out', 'stage1', 'eval_splits',
-           'teacher_states', 'teacher_reference', 'run_one', 'report_sections', 'run_pipeline', 'write_report']
+__all__ = ['DETERMINISTIC', 'RESUME_KEYS', 'NOTES', 'method_spec', 'run_name', 'PipelineError', 'PipelineConfig', 'prepare_out',
+           'stage1', 'eval_splits', 'teacher_states', 'teacher_reference', 'run_one', 'report_sections', 'run_pipeline',
+           'write_report']
 
 # %% ../nbs/20_pipeline.ipynb #11130d96
 DETERMINISTIC = ('rtn', 'quarot')   # no random choice: one run stands for every seed
+
+def method_spec(spec:str) -> tuple:
+    "`'decision[permute=True,prompt_floor=0.1]'` -> `('decision', {'permute': True, 'prompt_floor': 0.1})`: a method with CalibConfig fields set."
+    import ast, re
+    m = re.fullmatch(r'(\w+)(?:\[(.*)\])?', spec.strip())
+    if not m: raise ValueError(f'cannot read method {spec!r}: write a method name, optionally with fields: flatquant[prompt_floor=0.1]')
+    kw = {}
+    for item in filter(None, (m.group(2) or '').split(',')):
+        if '=' not in item: raise ValueError(f'method {spec!r}: {item!r} is not key=value')
+        k, v = item.split('=', 1)
+        try: kw[k.strip()] = ast.literal_eval(v.strip())
+        except (ValueError, SyntaxError): kw[k.strip()] = v.strip()
+    return m.group(1), kw
+
+def run_name(spec:str, seed:int) -> str:
+    "The file-system name of one run: `decision[permute=True]` seed 0 -> `decision_permute=True_-s0`."
+    import re
+    return re.sub(r'[^\w.=-]+', '_', spec) + f'-s{seed}'
 RESUME_KEYS = ('model', 'scheme', 'weights', 'n_probe', 'epochs', 'n_calib', 'limit', 'n_lag', 'eval_split', 'calib', 'prior')
 
 class PipelineError(RuntimeError):
@@ -49,12 +68,13 @@ class PipelineConfig:
     calib:dict = field(default_factory=dict)   # further CalibConfig fields (lr, batch_size, blocksize, keep, prompt_floor, ...)
     prior:dict = field(default_factory=dict)   # further PriorConfig fields (boost, lambda1, scope, prompt_floor, ...)
     trust_remote_code:bool = False # run the modeling code a checkpoint directory carries
+    pairs:tuple = ()               # (method, control) pairs for paired differences in the report (default: each vs flatquant)
     def __post_init__(self): self.validate()   # `validate` is defined below
 
 # %% ../nbs/20_pipeline.ipynb #785798e1
 def _validate(self:PipelineConfig):
     self.methods, self.seeds = tuple(self.methods), tuple(int(s) for s in self.seeds)
-    bad = [m for m in self.methods if m not in METHODS]
+    bad = [m for m in self.methods if method_spec(m)[0] not in METHODS]
     if bad: raise ValueError(f'unknown method(s) {bad}; use any of {tuple(METHODS)}')
     if not self.methods: raise ValueError('no method given')
     if not self.seeds: raise ValueError('no seed given')
@@ -63,17 +83,19 @@ def _validate(self:PipelineConfig):
     for k in ('epochs', 'n_lag', 'limit'):
         if getattr(self, k) < 0: raise ValueError(f'{k} must be >= 0, got {getattr(self, k)}')
     if self.eval_split not in ('test', 'val'): raise ValueError(f"eval_split must be 'test' or 'val', got {self.eval_split!r}")
-    self.calib_config('flatquant', 0); self.prior_base(0)   # validates the rest
+    for m in self.methods: self.calib_config(m, 0)
+    self.prior_base(0)   # validates the rest
     return self
 
 def _calib_config(self:PipelineConfig, method:str, seed:int) -> CalibConfig:
-    return CalibConfig(**{**self.calib, 'method': method, 'quant': self.scheme, 'weights': self.weights, 'epochs': self.epochs, 'seed': seed})
+    name, kw = method_spec(method)
+    return CalibConfig(**{**self.calib, 'quant': self.scheme, 'weights': self.weights, 'epochs': self.epochs, **kw, 'method': name, 'seed': seed})
 
 PipelineConfig.validate = _validate
 PipelineConfig.calib_config = _calib_config
 PipelineConfig.prior_base = lambda self, seed: PriorConfig(**{**self.prior, 'n_probe': self.n_probe, 'seed': seed})
 PipelineConfig.quant = property(lambda self: self.calib_config('flatquant', 0).quant_config().name + ('-gptq' if self.weights == 'gptq' else ''))
-PipelineConfig.runs = lambda self: [(m, s) for m in self.methods for s in (self.seeds[:1] if m in DETERMINISTIC else self.seeds)]
+PipelineConfig.runs = lambda self: [(m, s) for m in self.methods for s in (self.seeds[:1] if method_spec(m)[0] in DETERMINISTIC else self.seeds)]
 
 # %% ../nbs/20_pipeline.ipynb #19d4e231
 def prepare_out(out, cfg:PipelineConfig, overwrite:bool=False, resume:bool=False) -> Path:
@@ -89,7 +111,9 @@ def prepare_out(out, cfg:PipelineConfig, overwrite:bool=False, resume:bool=False
             new = json.loads(json.dumps(asdict(cfg)))
             old = {**json.loads(json.dumps(asdict(PipelineConfig()))), **json.loads((out/'config.json').read_text())}
             diff = [k for k in RESUME_KEYS if old.get(k) != new.get(k)]
-            if diff: raise PipelineError(f'cannot resume {out}: settings differ in {diff} (was {[old.get(k) for k in diff]}); use another directory or --overwrite')
+            if diff:
+                raise PipelineError(f'cannot resume {out}: settings differ in {diff} (was {[old.get(k) for k in diff]}); use another directory or '
+                        '--overwrite')
     try:
         for d in ('priors', 'models', 'runs'): (out/d).mkdir(parents=True, exist_ok=True)
         (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
@@ -100,7 +124,7 @@ def prepare_out(out, cfg:PipelineConfig, overwrite:bool=False, resume:bool=False
 def stage1(teacher:DLLM, prompts:list, cfg:PipelineConfig, seed:int, methods:list, out:Path=None, progress:bool=None) -> dict:
     "`{method: Prior}` for the prior methods among `methods`, probing the teacher as few times as possible."
     priors, traces = {}, {}
-    for m in [m for m in methods if m in PRIOR_METHODS]:
+    for m in dict.fromkeys(method_spec(m)[0] for m in methods if method_spec(m)[0] in PRIOR_METHODS):
         path = out/'priors'/f'{m}-s{seed}.json' if out is not None else None
         if path is not None and path.exists(): priors[m] = Prior.load(path); continue
         pc = prior_config(m, cfg.prior_base(seed))
@@ -136,13 +160,14 @@ def teacher_reference(teacher:DLLM, splits:dict, progress:bool=None, out:Path=No
     lag = torch.cat([stability_lag(t.trace) for t in tf.values()])
     own = pool_counts([frontier_counts(t, t.logp) for t in tf.values()])     # the teacher against itself: its own post-commit movement
     metrics = dict(acc_mean=acc['mean'], agreement=1.0, **{f'acc_{s}': acc[s] for s in splits}, **own)
-    ref = dict(accuracy=acc, metrics=metrics, answers=answers, lag=lag.tolist(), times=times, decoding=asdict(dec), fingerprint=model_fingerprint(teacher))
+    ref = dict(accuracy=acc, metrics=metrics, answers=answers, lag=lag.tolist(), times=times, decoding=asdict(dec),
+               fingerprint=model_fingerprint(teacher))
     if path is not None: path.write_text(json.dumps(ref))
     return dict(ref, lag=lag, tf=tf, reused=False)
 
 # %% ../nbs/20_pipeline.ipynb #23acca22
 def _student(teacher, splits, cfg, method, seed, prior, out, resume, progress):
-    name = f'{method}-s{seed}'; final = out/'models'/name if out is not None else None
+    name = run_name(method, seed); final = out/'models'/name if out is not None else None
     if final is not None and resume and (final/'config.json').exists(): return load_student(final)
     P, A = calib_pairs(splits, cfg.n_calib)
     ck = out/'models'/f'{name}.partial' if out is not None else None
@@ -172,17 +197,18 @@ NOTES = ['Weights: bitsandbytes 4-bit (NF4 blockwise by default) or per-channel 
          'Flip rate, post-commit mismatch and KL are measured on the teacher\'s own decoding states (teacher-forced), over answer '
          'positions (before or at the teacher\'s first <eoa>) unless marked "window"; accuracy and agreement on each model\'s own decoding.']
 
-def _pairs_vs_flatquant(summary):
-    base = 'flatquant'
-    return [(m, base) for m in summary if m != base and base in summary and summary[m]['acc_mean']['n'] > 1
-            and set(summary[m]['acc_mean']['seeds']) & set(summary[base]['acc_mean']['seeds'])]
+def _pairs(res:dict) -> list:
+    "The (method, control) pairs of the report: the config's, else every method against flatquant, where they share >1 seed."
+    sm, base = res['summary'], 'flatquant'
+    pairs = [tuple(p) for p in res['config'].get('pairs') or []] or [(m, base) for m in sm if m != base]
+    return [(m, c) for m, c in pairs if m in sm and c in sm and len(set(sm[m]['acc_mean']['seeds']) & set(sm[c]['acc_mean']['seeds'])) > 1]
 
 def report_sections(res:dict, ref_lag:torch.Tensor, rows:list, priors:dict) -> list:
     "The sections of `report.html` for a results dict."
     sm, teacher = res['summary'], res['teacher']['metrics']
     secs = [('h2', 'Results'), ('table', summary_table(sm, teacher, markdown=False)), ('notes', NOTES)]
-    if _pairs_vs_flatquant(sm): secs += [('h2', 'Paired differences against flatquant (mean [95% bootstrap interval] (seeds better))'),
-                                          ('table', paired_table(sm, _pairs_vs_flatquant(sm), markdown=False))]
+    if _pairs(res): secs += [('h2', 'Paired differences (mean [95% bootstrap interval over seeds] (seeds better))'),
+                             ('table', paired_table(sm, _pairs(res), markdown=False))]
     secs += [('h2', 'Figures')] + [('figure', metric_figure(sm, k, teacher.get(k))) for k in HEADLINE]
     secs.append(('figure', block_figure(sm)))
     lags = {'FP teacher': ref_lag, **{m: torch.tensor(next(r for r in rows if r['method'] == m)['lag']) for m in sm
@@ -207,13 +233,14 @@ def _run_seed(teacher, splits, ref, cfg, seed, out, resume, progress, times, row
     todo = [m for m, s in cfg.runs() if s == seed]
     with stage(times, f'stage1_s{seed}'): pri = stage1(teacher, calib_pairs(splits, cfg.n_calib)[0], cfg, seed, todo, out, progress)
     for m in todo:
-        rf = out/'runs'/f'{m}-s{seed}.json'
+        rf = out/'runs'/f'{run_name(m, seed)}.json'
         if resume and rf.exists(): rows.append(json.loads(rf.read_text())); logger.info('%s seed %d: kept from an earlier run', m, seed); continue
         if ref['tf'] is None: ref['tf'] = teacher_states(teacher, splits, progress)
-        row = run_one(teacher, splits, ref, cfg, m, seed, pri.get(m), out, resume, progress)
+        row = run_one(teacher, splits, ref, cfg, m, seed, pri.get(method_spec(m)[0]), out, resume, progress)
         rf.write_text(json.dumps(row, indent=1)); rows.append(row); mt = row['metrics']; times[f'{m}-s{seed}'] = row['times']['calibrate']; save()
         logger.info('%s seed %d: acc %.1f%%, flip (answer) %.2f%%, KL (answer) %.4f (calibrate %ss, evaluate %ss)', m, seed,
-                    100 * mt['acc_mean'], 100 * mt['flip_rate_answer'], mt['kl_answer'], row['times']['calibrate']['seconds'], row['times']['evaluate']['seconds'])
+                    100 * mt['acc_mean'], 100 * mt['flip_rate_answer'], mt['kl_answer'], row['times']['calibrate']['seconds'],
+                    row['times']['evaluate']['seconds'])
     return pri
 
 # %% ../nbs/20_pipeline.ipynb #c9974cd0
@@ -226,7 +253,8 @@ def run_pipeline(cfg:PipelineConfig, out, overwrite:bool=False, resume:bool=Fals
     logger.info('%s: %d runs of %s (%s), seeds %s -> %s', teacher, len(cfg.runs()), cfg.quant, ', '.join(cfg.methods), list(cfg.seeds), out)
     ref = teacher_reference(teacher, splits, progress, out, resume)
     if not ref['reused']: times.update(ref['times']); tm.save()
-    logger.info('teacher mean accuracy %.1f%% (%s)', 100 * ref['accuracy']['mean'], 'kept from the original run' if ref['reused'] else f"{ref['times']['teacher_eval']['seconds']}s")
+    logger.info('teacher mean accuracy %.1f%% '
+            '(%s)', 100 * ref['accuracy']['mean'], 'kept from the original run' if ref['reused'] else f"{ref['times']['teacher_eval']['seconds']}s")
     rows, priors = [], {}
     for seed in cfg.seeds:
         pri = _run_seed(teacher, splits, ref, cfg, seed, out, resume, progress, times, rows, tm.save)
@@ -244,7 +272,8 @@ def write_report(res:dict, out, priors:dict=None) -> Path:
     out = Path(out)
     if priors is None: priors = {p.stem.rsplit('-s', 1)[0]: Prior.load(p) for p in sorted((out/'priors').glob('*-s*.json'))}
     (out/'results.json').write_text(json.dumps(res, indent=1))
-    md = f"# {res['model']} {res['quant']}\n\n" + summary_table(res['summary'], res['teacher']['metrics']) + '\n\n' + '\n'.join(f'- {n}' for n in NOTES) + '\n'
+    md = (f"# {res['model']} {res['quant']}\n\n" + summary_table(res['summary'], res['teacher']['metrics']) + '\n\n'
+          + '\n'.join(f'- {n}' for n in NOTES) + '\n')
     (out/'results.md').write_text(md)
     report_html(out/'report.html', f"FAIR-Calib report: {res['model']} {res['quant']} ({res['eval_split']} split)",
                 report_sections(res, torch.tensor(res['teacher']['lag']), res['runs'], priors))

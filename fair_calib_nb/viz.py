@@ -36,9 +36,11 @@ def commit_timeline(trace:Trace, tokenizer, run:int=0, title:str=None) -> go.Fig
     final = ''.join(c for c in _tok_text(tokenizer, trace.tokens[run].tolist()) if c not in '·▒ ')
     prompt = ''.join(_tok_text(tokenizer, trace.prompt[run].tolist())).strip()
     fig = go.Figure(heat, frames=[go.Frame(name=str(t), layout=dict(shapes=[band(t)])) for t in range(T)])
-    steps = [dict(method='animate', label=str(t), args=[[str(t)], dict(mode='immediate', frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
+    go_to = lambda t: [[str(t)], dict(mode='immediate', frame=dict(duration=0, redraw=True), transition=dict(duration=0))]
+    steps = [dict(method='animate', label=str(t), args=go_to(t))
              for t in range(T)]
-    fig.update_layout(title=title or f'{trace.model}: {prompt} → {final}<br><sub>grey: masked, blue: written earlier, red: written at this step</sub>',
+    fig.update_layout(title=title or f'{trace.model}: {prompt} → {final}<br><sub>grey: masked, blue: written earlier, red: written at this '
+            'step</sub>',
                       xaxis_title='response position', yaxis_title='denoising step', yaxis_autorange='reversed',
                       shapes=[band(0)], sliders=[dict(active=0, currentvalue=dict(prefix='step '), steps=steps, pad=dict(t=40))],
                       height=480, margin=dict(t=60))

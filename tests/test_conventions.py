@@ -13,7 +13,8 @@ def _batch(d, n=16):
     return encode_batch(d.tokenizer, sp.prompts[:n], sp.answers[:n])
 
 def test_shipped_models_use_the_published_conventions(llada, dream):
-    assert isinstance(AutoModel.from_pretrained(DATA/'tiny-llada'), TinyLLaDAModelLM) and isinstance(AutoModel.from_pretrained(DATA/'tiny-dream'), TinyDreamModel)
+    assert isinstance(AutoModel.from_pretrained(DATA/'tiny-llada'), TinyLLaDAModelLM)
+    assert isinstance(AutoModel.from_pretrained(DATA/'tiny-dream'), TinyDreamModel)
     raw = AutoTokenizer.from_pretrained(DATA/'tiny-llada')
     assert raw.mask_token is None and json.loads((DATA/'tiny-llada'/'config.json').read_text())['mask_token_id'] == llada.mask_id
     assert json.loads((DATA/'tiny-dream'/'generation_config.json').read_text())['mask_token_id'] == dream.mask_id
@@ -61,7 +62,8 @@ def test_student_of_a_remote_code_model_reloads_in_a_fresh_process(tmp_path):
     b = _batch(teacher); torch.save(b, tmp_path/'b.pt')
     with torch.no_grad(): torch.save(st.logits(b['x'], b['attention_mask']), tmp_path/'want.pt')
     code = (f"import torch; from fair_calib_nb.student import load_student; b = torch.load(r'{tmp_path/'b.pt'}')\n"
-            f"try: load_student(r'{p}')\nexcept ValueError as e: assert 'trust_remote_code=True' in str(e)\nelse: raise SystemExit('loaded without trust')\n"
+            f"try: load_student(r'{p}')\nexcept ValueError as e: assert 'trust_remote_code=True' in str(e)\n"
+            "else: raise SystemExit('loaded without trust')\n"
             f"s = load_student(r'{p}', trust_remote_code=True)\n"
             f"assert torch.equal(s.logits(b['x'], b['attention_mask']), torch.load(r'{tmp_path/'want.pt'}'))")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})

@@ -126,6 +126,20 @@ def test_search_works_offline(site, server, browser):
         w.check('search')
     finally: w.close()
 
+def test_opens_from_the_file_system_with_search(site, browser):
+    "`_docs/index.html` opened from disk (file://, as the README says): no console error, and search finds a page."
+    ctx = browser.new_context(); errors, remote = [], []
+    ctx.route('**/*', lambda r: r.continue_() if r.request.url.startswith('file://') else (remote.append(r.request.url), r.abort()))
+    page = ctx.new_page(); page.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
+    page.on('requestfailed', lambda r: errors.append(f'failed: {r.url}'))
+    try:
+        page.goto((SITE/'index.html').as_uri(), wait_until='load')
+        page.locator('input.md-search__input').click()
+        page.locator('input.md-search__input').press_sequentially('quantization', delay=20)
+        page.wait_for_selector('.md-search-result__item', timeout=15_000)
+    finally: ctx.close()
+    assert not errors and not remote, (errors, remote)
+
 def test_no_broken_local_links(site):
     "Every local href/src in every page resolves to a file in _docs/, and a #fragment to an id in that page."
     parsed = {f: Links(f.read_text()) for f in SITE.rglob('*.html')}

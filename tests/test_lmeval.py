@@ -26,7 +26,8 @@ def test_saved_student_scores_like_task_accuracy(llada, tmp_path):
     assert res['accuracy']['sort'] == task_accuracy(load_student(p), {'sort': make_splits(0)['sort']}, limit=12, progress=False)['sort']
 
 def test_errors_and_single_token_loglikelihood(llada, tmp_path):
-    with pytest.raises(ValueError, match=r"unknown lm-eval task\(s\) \['fair_calib_nope'\]"): run_lmeval(llada, ['fair_calib_nope'], limit=2, out=tmp_path)
+    with pytest.raises(ValueError, match=r"unknown lm-eval task\(s\) \['fair_calib_nope'\]"):
+        run_lmeval(llada, ['fair_calib_nope'], limit=2, out=tmp_path)
     lm = FairCalibLM(dllm=llada, mc_num=4, mc_batch_size=4)
     with pytest.raises(NotImplementedError, match='does not define'): lm.loglikelihood_rolling([])
     ids = llada.tokenizer('<sort>321=', add_special_tokens=False)['input_ids']; t = llada.tokenizer('1', add_special_tokens=False)['input_ids']

@@ -1,4 +1,4 @@
-"Parametric cross-checks of fair_calib_nb.quant against bitsandbytes on both shipped models: bit-exact fake-quant, deployed == training form, activation quantizer, models, students on disk."
+"Parametric cross-checks of quant against bitsandbytes on both shipped models: bit-exact fake-quant, deployed == training form, students on disk."
 import json, pytest, torch, torch.nn as nn
 import bitsandbytes as bnb
 import bitsandbytes.functional as BF
@@ -269,7 +269,8 @@ def test_save_load_roundtrip(dllm, batch, tmp_path, spec):
     ref = q if spec.endswith('int4') else deploy_model(q)
     with torch.no_grad():
         assert torch.equal(back.logits(x, am), ref.logits(x, am))
-        assert torch.equal(AutoModel.from_pretrained(p)(x, **dllm.family.model_inputs(am)).logits, ref.model(x, **dllm.family.model_inputs(am)).logits)
+        kw = dllm.family.model_inputs(am)
+        assert torch.equal(AutoModel.from_pretrained(p)(x, **kw).logits, ref.model(x, **kw).logits)
     assert back.quant_config == q.quant_config and back.name == q.name and back.family == dllm.family
     bl = quant_layers(back)
     assert bl.keys() == quant_layers(q).keys() and all(l.deployed != spec.endswith('int4') for l in bl.values())

@@ -132,7 +132,8 @@ def stage_notebook(nb: dict, host: str, up: str = '') -> tuple[dict, bool]:
         for o in outs:
             data = o.get('data', {})
             if 'application/vnd.jupyter.widget-view+json' in data:
-                if o.get('output_type') == 'execute_result': new.append({'output_type': 'display_data', 'metadata': {}, 'data': {'text/html': WIDGET_NOTE}})
+                if o.get('output_type') == 'execute_result':
+                    new.append({'output_type': 'display_data', 'metadata': {}, 'data': {'text/html': WIDGET_NOTE}})
                 continue
             if 'application/vnd.plotly.v1+json' in data:
                 n_plotly += 1
@@ -192,7 +193,9 @@ def mkdocs_config(cfg, pages) -> dict:
         'theme': {'name': 'material', 'font': False,   # font: false -> no Google fonts
                   'features': ['navigation.footer', 'search.highlight', 'content.code.copy'],
                   'palette': {'primary': 'indigo'}},
-        'plugins': ['search', {'mkdocs-jupyter': {'execute': False, 'include_requirejs': False, 'cache': False, 'no_prompt': True,
+        # offline: the search index is also written as search/search_index.js, so opening _docs/index.html from disk
+        # (file://) searches without a server and without a console error
+        'plugins': ['search', 'offline', {'mkdocs-jupyter': {'execute': False, 'include_requirejs': False, 'cache': False, 'no_prompt': True,
                                                   'remove_tag_config': {'remove_input_tags': ['hide-input']},
                                                   'include': ['*.ipynb'], 'toc_depth': 3}}],
         'markdown_extensions': ['tables', 'admonition', 'toc'],

@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""The experiments behind notebook 30_results and the README, scripted and resumable (each run directory is a
+`fair-calib run` output, continued with --resume if it exists). Run one experiment at a time, alone on the machine:
+
+    python tools/protocol.py foundation        # RTN W4A16 / W4A8 / W4A4 and the FP teacher (first 200 test problems per suite)
+    python tools/protocol.py gptq              # rtn vs gptq weights for rtn, quarot, flatquant, fair at W4A16 and W4A4, seeds 0-2
+    python tools/protocol.py noise             # flatquant's seed and thread spread, before and after the lower-noise settings (val)
+    python tools/protocol.py val               # the prior methods and their controls on the validation split, seeds 0-3
+    python tools/protocol.py confirm           # the shipped default vs its controls on the whole test split, seeds 0-7
+    python tools/protocol.py collect           # copy results.json / results.md of finished runs into data/results/
+
+Options: --models, --out (default runs/), --threads (default 2), --dry (print the commands only)."""
+import argparse, shutil, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ['tiny-llada', 'tiny-dream']
+NOISE_CHOICE = dict(n_calib=256, epochs=16, calib=['lr=1e-3'])
+
+def experiments(models):
+    "`{name: [(run dir, fair-calib run arguments)]}`."
+    ex = {}
+    ex['foundation'] = [(f'foundation/{m}-{s}', ['--model', m, '--methods', 'rtn', '--scheme', s]) for m in models for s in ('W4A16', 'W4A8', 'W4A4')]
+    four = ['--methods', 'rtn', 'quarot', 'flatquant', 'fair', '--seeds', '0', '1', '2']
+    ex['gptq'] = [(f'gptq/{m}-{s}-{w}', ['--model', m, '--scheme', s, '--weights', w] + four)
+                  for m in models for s in ('W4A16', 'W4A4') for w in ('rtn', 'gptq')]
+    val = ['--eval-split', 'val', '--limit', '256', '--n-lag', '0']
+    ex['noise'] = ([(f'noise/{m}-base-t{t}', ['--model', m, '--methods', 'flatquant', '--seeds', '0', '1', '2', '3', '--threads', str(t)] + val)
+                    for m in models for t in (1, 2)] +
+                   [(f'noise/{m}-low-t{t}', ['--model', m, '--methods', 'flatquant', '--seeds', '0', '1', '2', '3', '--threads', str(t),
+                     '--n-calib', str(NOISE_CHOICE['n_calib']), '--epochs', str(NOISE_CHOICE['epochs']), '--calib', *NOISE_CHOICE['calib']] + val)
+                    for m in models for t in (1, 2)])
+    low = ['--n-calib', str(NOISE_CHOICE['n_calib']), '--epochs', str(NOISE_CHOICE['epochs']), '--calib', *NOISE_CHOICE['calib']]
+    arms = ['flatquant[prompt_floor=0.1]', 'fair', 'fair_deployed', 'fair_fragility', 'fair_fragility[permute=True]',
+            'flatquant[data=\'states\',prompt_floor=0.1]', 'decision', 'decision[permute=True]']
+    ex['val'] = [(f'val/{m}', ['--model', m, '--methods', *arms, '--seeds', '0', '1', '2', '3'] + val + low) for m in models]
+    return ex
+
+def confirm_runs(models, best:str, control:str):
+    "The confirmation: the validated best method, its same-floor flatquant control and its permuted null, 8 seeds, whole test split."
+    name = best.split('[')[0]
+    null = f'{name}[permute=True]' if '[' not in best else best.replace(']', ',permute=True]')
+    low = ['--n-calib', str(NOISE_CHOICE['n_calib']), '--epochs', str(NOISE_CHOICE['epochs']), '--calib', *NOISE_CHOICE['calib']]
+    return [(f'confirm/{m}', ['--model', m, '--methods', control, best, null, '--seeds', *map(str, range(8)), '--limit', '0'] + low)
+            for m in models]
+
+def run(rundir:Path, args:list, threads:int, dry:bool):
+    cmd = [sys.executable, '-m', 'fair_calib_nb', '--quiet'] + (['--threads', str(threads)] if '--threads' not in args else []) + \
+          ['run', *args, '--out', str(rundir)] + (['--resume'] if rundir.exists() else [])
+    if '--threads' in args:   # global option: move it before the subcommand
+        i = cmd.index('--threads', cmd.index('run')); cmd[i:i + 2] = []; cmd[3:3] = ['--threads', args[args.index('--threads') + 1]]
+    print(' '.join(cmd), flush=True)
+    if not dry: subprocess.run(cmd, check=True)
+
+def collect(out:Path):
+    dst = ROOT/'data'/'results'
+    for d in sorted(p.parent for p in out.rglob('results.json')):
+        rel = d.relative_to(out); (dst/rel).mkdir(parents=True, exist_ok=True)
+        for f in ('results.json', 'results.md', 'timings.json'): shutil.copy(d/f, dst/rel/f)
+        if (d/'priors').exists(): shutil.copytree(d/'priors', dst/rel/'priors', dirs_exist_ok=True)
+        print(rel, '->', dst/rel)
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('experiment', choices=['foundation', 'gptq', 'noise', 'val', 'confirm', 'collect'])
+    ap.add_argument('--models', nargs='+', default=MODELS); ap.add_argument('--out', default='runs')
+    ap.add_argument('--threads', type=int, default=2); ap.add_argument('--dry', action='store_true')
+    ap.add_argument('--best', default=None, help='confirm: the method chosen on the validation split (e.g. decision)')
+    ap.add_argument('--control', default='flatquant[prompt_floor=0.1]', help='confirm: its uniform-weight control (same floor)')
+    a = ap.parse_args(); out = Path(a.out)
+    if a.experiment == 'collect': collect(out); sys.exit()
+    if a.experiment == 'confirm':
+        if not a.best: sys.exit('confirm needs --best METHOD (the validation split\'s choice)')
+        todo = confirm_runs(a.models, a.best, a.control)
+    else: todo = experiments(a.models)[a.experiment]
+    for d, args in todo: run(out/d, args, a.threads, a.dry)
