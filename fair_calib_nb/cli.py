@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--device', default=None); d.add_argument('--trust-remote-code', action='store_true')
     return p
 
+# %% ../nbs/90_cli.ipynb #c5bcfbaf
 def parse_args(argv=None):
     "Parse `argv`, inserting the default subcommand `run` where none is given."
     argv = list(sys.argv[1:] if argv is None else argv)

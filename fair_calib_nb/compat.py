@@ -123,8 +123,7 @@ def load_remote_model(path, dtype=torch.float32):
     return model.eval()
 
 # %% ../nbs/03_compat.ipynb #f054d3b2
-_LEGACY = {   # family: (model_type, config module, modeling module, source)
-    'llada': ('llada', 'configuration_llada', 'modeling_llada', """
+_LEGACY_LLADA = ('llada', 'configuration_llada', 'modeling_llada', """
 from transformers import PreTrainedModel
 from fair_calib_nb.modeling import TinyLLaDAConfig, TinyLLaDAModelLM, TinyLLaDAModel
 class LLaDAConfig(TinyLLaDAConfig):
@@ -139,8 +138,10 @@ class LLaDAModelLM(TinyLLaDAModelLM):
     def forward(self, input_ids, attention_mask=None, use_cache=None, **kw):
         use_cache = self.config.use_cache if use_cache is None else use_cache
         return super().forward(input_ids, attention_mask=attention_mask, use_cache=use_cache, **kw)
-"""),
-    'dream': ('Dream', 'configuration_dream', 'modeling_dream', """
+""")
+
+# %% ../nbs/03_compat.ipynb #ec951441
+_LEGACY_DREAM = ('Dream', 'configuration_dream', 'modeling_dream', """
 import torch
 from transformers import GenerationConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
@@ -160,8 +161,8 @@ class DreamModel(TinyDreamModel):
         m = super().from_pretrained(*a, **kw)
         m.generation_config = DreamGenerationConfig.from_pretrained(a[0])
         return m
-"""),
-}
+""")
+_LEGACY = {'llada': _LEGACY_LLADA, 'dream': _LEGACY_DREAM}   # family: (model_type, config module, modeling module, source)
 
 # %% ../nbs/03_compat.ipynb #a9ac88cf
 def legacy_checkpoint(src, dst, family:str):

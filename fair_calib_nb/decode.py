@@ -39,30 +39,34 @@ class DecodeConfig:
     cfg_scale:float = 0.0            # LLaDA classifier-free guidance
     confidence_dtype:str = 'native'  # LLaDA: 'native' (softmax in the logits' dtype, float32 random draws, as upstream now) or 'float64'
     def __post_init__(self): self.validate()
-    def validate(self):
-        if self.sampler not in ('llada', 'dream'): raise ValueError(f"unknown sampler {self.sampler!r}; use 'llada' or 'dream'")
-        if self.gen_length < 1: raise ValueError(f'gen_length must be >= 1, got {self.gen_length}')
-        if self.block_length < 1 or self.gen_length % self.block_length:
-            raise ValueError(f'block_length={self.block_length} does not divide gen_length={self.gen_length}')
-        nb = self.gen_length // self.block_length
-        if self.steps < 1 or self.steps % nb:
-            raise ValueError(f'steps={self.steps} does not divide into the {nb} blocks of block_length={self.block_length}')
-        if self.steps > self.gen_length: raise ValueError(f'steps={self.steps} > gen_length={self.gen_length}: some steps would commit nothing')
-        if self.remasking not in LLADA_REMASKING: raise ValueError(f'unknown remasking {self.remasking!r}; use one of {LLADA_REMASKING}')
-        if self.alg not in DREAM_ALGS: raise ValueError(f'unknown Dream algorithm {self.alg!r}; use one of {DREAM_ALGS}')
-        if not self.temperature >= 0: raise ValueError(f'temperature must be >= 0, got {self.temperature}')
-        if self.top_p is not None and not 0 < self.top_p <= 1: raise ValueError(f'top_p must be in (0, 1], got {self.top_p}')
-        if self.top_k is not None and self.top_k < 1: raise ValueError(f'top_k must be >= 1, got {self.top_k}')
-        if self.cfg_scale < 0: raise ValueError(f'cfg_scale must be >= 0, got {self.cfg_scale}')
-        if self.confidence_dtype not in ('native', 'float64'):
-            raise ValueError(f"confidence_dtype must be 'native' or 'float64', got {self.confidence_dtype!r}")
-        return self
     @property
     def num_blocks(self): return self.gen_length // self.block_length
 
 def default_decoding(dllm:DLLM, **overrides) -> DecodeConfig:
     "The model family's own sampler (its `Family` record) with the shipped default window, blocks and steps."
     return DecodeConfig(**{'sampler': dllm.family.sampler, **overrides})
+
+# %% ../nbs/06_decode.ipynb #17ca17d5
+@patch
+def validate(self:DecodeConfig):
+    "Check every field; returns `self` (raises `ValueError` naming the bad value)."
+    if self.sampler not in ('llada', 'dream'): raise ValueError(f"unknown sampler {self.sampler!r}; use 'llada' or 'dream'")
+    if self.gen_length < 1: raise ValueError(f'gen_length must be >= 1, got {self.gen_length}')
+    if self.block_length < 1 or self.gen_length % self.block_length:
+        raise ValueError(f'block_length={self.block_length} does not divide gen_length={self.gen_length}')
+    nb = self.gen_length // self.block_length
+    if self.steps < 1 or self.steps % nb:
+        raise ValueError(f'steps={self.steps} does not divide into the {nb} blocks of block_length={self.block_length}')
+    if self.steps > self.gen_length: raise ValueError(f'steps={self.steps} > gen_length={self.gen_length}: some steps would commit nothing')
+    if self.remasking not in LLADA_REMASKING: raise ValueError(f'unknown remasking {self.remasking!r}; use one of {LLADA_REMASKING}')
+    if self.alg not in DREAM_ALGS: raise ValueError(f'unknown Dream algorithm {self.alg!r}; use one of {DREAM_ALGS}')
+    if not self.temperature >= 0: raise ValueError(f'temperature must be >= 0, got {self.temperature}')
+    if self.top_p is not None and not 0 < self.top_p <= 1: raise ValueError(f'top_p must be in (0, 1], got {self.top_p}')
+    if self.top_k is not None and self.top_k < 1: raise ValueError(f'top_k must be >= 1, got {self.top_k}')
+    if self.cfg_scale < 0: raise ValueError(f'cfg_scale must be >= 0, got {self.cfg_scale}')
+    if self.confidence_dtype not in ('native', 'float64'):
+        raise ValueError(f"confidence_dtype must be 'native' or 'float64', got {self.confidence_dtype!r}")
+    return self
 
 # %% ../nbs/06_decode.ipynb #6de7df3b
 _FIELDS = ('commit_step', 'tokens', 'argmax', 'prob', 'entropy', 'margin', 'topk_ids', 'topk_logits', 'prompt', 'attention_mask')
@@ -221,6 +225,7 @@ def llada_generate(dllm:DLLM, x:torch.Tensor, attention_mask:torch.Tensor, promp
             if bar is not None: bar.update()
     return x, _stack(recs, commit_step) if record else None
 
+# %% ../nbs/06_decode.ipynb #55aeb7fa
 def _written(before, after, P, mid):
     "Window positions unmasked by this step (a position 'written' with the mask token itself stays masked, as in the references)."
     return ((before == mid) & (after != mid))[:, P:]
@@ -255,6 +260,7 @@ def sample_tokens(logits, cfg:DecodeConfig, generator=None, kind:str='prob'):
     elif kind == 'entropy': confidence = (probs * torch.log(probs + 1e-10)).sum(-1)
     return confidence, x0
 
+# %% ../nbs/06_decode.ipynb #7ce8cb2b
 @torch.no_grad()
 def dream_generate(dllm:DLLM, x:torch.Tensor, attention_mask:torch.Tensor, prompt_length:int, cfg:DecodeConfig,
                    generator:torch.Generator=None, record:bool=False, topk:int=0, bar=None):

@@ -81,6 +81,7 @@ def _quantize_block(block:nn.Module, qc) -> nn.Module:
         if type(m) is nn.Linear: set_module(s, n, QuantLinear.from_linear(m, qc.w_format, qc.blocksize, qc.act_quantizer(), n))
     return s
 
+# %% ../nbs/22_dryrun.ipynb #28d4ab06
 def dry_run(size:str='llada-8b',           # a name in SIZES or a checkpoint directory
             n_calib:int=384,                 # calibration rows (the default set: 128 per suite x 3 suites)
             seq_len:int=48,                  # tokens per row (MAX_PROMPT + GEN_LENGTH of the shipped suites)

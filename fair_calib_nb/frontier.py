@@ -78,6 +78,7 @@ def counted(trace:Trace, scope:str='block') -> torch.Tensor:
     m = trace.masked()
     return m & active_block(trace)[None] if scope == 'block' else m
 
+# %% ../nbs/07_frontier.ipynb #190d28bd
 def reliability(trace:Trace,
                 kind:str='maxprob',   # 'maxprob', 'entropy' (1 - H/log V) or 'margin' (top-1 minus top-2)
                 scope:str='block',    # count masked positions of the active 'block' only, or 'all' masked positions

@@ -46,6 +46,8 @@ def run_name(spec:str, seed:int) -> str:
     "The file-system name of one run: `decision[permute=True]` seed 0 -> `decision_permute=True_-s0`."
     import re
     return re.sub(r'[^\w.=-]+', '_', spec) + f'-s{seed}'
+
+# %% ../nbs/20_pipeline.ipynb #5543793f
 RESUME_KEYS = ('model', 'scheme', 'weights', 'n_probe', 'epochs', 'n_calib', 'limit', 'n_lag', 'eval_split', 'calib', 'prior')
 
 class PipelineError(RuntimeError):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import hashlib, json, time
 from dataclasses import dataclass, asdict
+from fastcore.basics import patch
 from pathlib import Path
 import torch
 from .decode import DecodeConfig, Trace, default_decoding, generate
@@ -35,17 +36,21 @@ class PriorConfig:
     prompt_floor:float = 0.1     # weight of prompt positions, relative to the window mean of 1
     seed:int = 0                 # seeds the probes (prompt choice and random commits)
     def __post_init__(self): self.validate()
-    def validate(self):
-        if self.n_probe < 1: raise ValueError(f'n_probe must be >= 1, got {self.n_probe}')
-        if self.rule not in ('random', 'deployed'): raise ValueError(f"unknown probe rule {self.rule!r}; use 'random' or 'deployed'")
-        if self.schedule not in SCHEDULES: raise ValueError(f'unknown lambda0 schedule {self.schedule!r}; use one of {SCHEDULES}')
-        if not self.boost >= 0 or not self.lambda1 >= 0: raise ValueError(f'boost and lambda1 must be >= 0, got {self.boost}, {self.lambda1}')
-        if self.reliability not in RELIABILITY: raise ValueError(f'unknown reliability {self.reliability!r}; use one of {RELIABILITY}')
-        if self.scope not in ('block', 'all'): raise ValueError(f"unknown scope {self.scope!r}; use 'block' or 'all'")
-        if self.rel_norm not in ('row', 'run', 'none'): raise ValueError(f"unknown rel_norm {self.rel_norm!r}; use 'row', 'run' or 'none'")
-        if not self.prompt_floor >= 0: raise ValueError(f'prompt_floor must be >= 0, got {self.prompt_floor}')
-        if not self.frontier and self.lambda1 == 0: raise ValueError('frontier=False with lambda1=0 leaves no term: every weight would be zero')
-        return self
+
+# %% ../nbs/10_prior.ipynb #660fe2bd
+@patch
+def validate(self:PriorConfig):
+    "Check every field; returns `self`."
+    if self.n_probe < 1: raise ValueError(f'n_probe must be >= 1, got {self.n_probe}')
+    if self.rule not in ('random', 'deployed'): raise ValueError(f"unknown probe rule {self.rule!r}; use 'random' or 'deployed'")
+    if self.schedule not in SCHEDULES: raise ValueError(f'unknown lambda0 schedule {self.schedule!r}; use one of {SCHEDULES}')
+    if not self.boost >= 0 or not self.lambda1 >= 0: raise ValueError(f'boost and lambda1 must be >= 0, got {self.boost}, {self.lambda1}')
+    if self.reliability not in RELIABILITY: raise ValueError(f'unknown reliability {self.reliability!r}; use one of {RELIABILITY}')
+    if self.scope not in ('block', 'all'): raise ValueError(f"unknown scope {self.scope!r}; use 'block' or 'all'")
+    if self.rel_norm not in ('row', 'run', 'none'): raise ValueError(f"unknown rel_norm {self.rel_norm!r}; use 'row', 'run' or 'none'")
+    if not self.prompt_floor >= 0: raise ValueError(f'prompt_floor must be >= 0, got {self.prompt_floor}')
+    if not self.frontier and self.lambda1 == 0: raise ValueError('frontier=False with lambda1=0 leaves no term: every weight would be zero')
+    return self
 
 def lambda0(T:int, schedule:str='early', boost:float=2.0) -> torch.Tensor:
     "The early-boost schedule over steps 0..T-1: linear from `boost` to 1 ('early'), 1 ('constant'), 1 to `boost` ('late')."
@@ -87,21 +92,6 @@ class Prior:
         prov = dict(model=trace.model, decoding=asdict(trace.config), n_runs=trace.batch_size, **(provenance or {}))
         return cls(total*scale, fr*scale, rel*scale, asdict(cfg), prov)
 
-    def weights(self, prompt_length:int,               # P: the window starts at column P
-                attention_mask:torch.Tensor=None,      # (B, P+G): padding gets weight 0
-                gen_length:int=None,                   # G of the calibration batch (must equal the prior's)
-               ) -> torch.Tensor:
-        "Per-position weights (B, P+G) (or (P+G,) without a mask): floor on the prompt, the prior on the window."
-        G = self.gen_length if gen_length is None else gen_length
-        if G != self.gen_length:
-            raise ValueError(f'the prior covers a window of {self.gen_length} positions, the calibration sequences have {G}: '
-                             're-run Stage I with the calibration gen_length')
-        w = torch.cat([torch.full((prompt_length,), float(self.config['prompt_floor'])), self.window.float()])
-        if attention_mask is None: return w
-        if attention_mask.shape[1] != prompt_length + G:
-            raise ValueError(f'attention_mask has {attention_mask.shape[1]} columns, expected prompt_length + G = {prompt_length + G}')
-        return w[None] * attention_mask.float()
-
     def to_dict(self): return dict(window=self.window.tolist(), frontier_part=self.frontier_part.tolist(),
                                    reliability_part=self.reliability_part.tolist(), config=self.config, provenance=self.provenance)
     def save(self, path): Path(path).write_text(json.dumps(self.to_dict(), indent=1)); return path
@@ -119,6 +109,23 @@ class Prior:
         "All-ones weights (FlatQuant's uniform loss) in the same form."
         o = torch.ones(gen_length)
         return cls(o, o.clone(), torch.zeros(gen_length), asdict(PriorConfig(prompt_floor=prompt_floor)), dict(model=None, uniform=True))
+
+# %% ../nbs/10_prior.ipynb #84988ad1
+@patch
+def weights(self:Prior, prompt_length:int,               # P: the window starts at column P
+            attention_mask:torch.Tensor=None,      # (B, P+G): padding gets weight 0
+            gen_length:int=None,                   # G of the calibration batch (must equal the prior's)
+           ) -> torch.Tensor:
+    "Per-position weights (B, P+G) (or (P+G,) without a mask): floor on the prompt, the prior on the window."
+    G = self.gen_length if gen_length is None else gen_length
+    if G != self.gen_length:
+        raise ValueError(f'the prior covers a window of {self.gen_length} positions, the calibration sequences have {G}: '
+                         're-run Stage I with the calibration gen_length')
+    w = torch.cat([torch.full((prompt_length,), float(self.config['prompt_floor'])), self.window.float()])
+    if attention_mask is None: return w
+    if attention_mask.shape[1] != prompt_length + G:
+        raise ValueError(f'attention_mask has {attention_mask.shape[1]} columns, expected prompt_length + G = {prompt_length + G}')
+    return w[None] * attention_mask.float()
 
 # %% ../nbs/10_prior.ipynb #c37aa91b
 def model_fingerprint(dllm:DLLM) -> str:

@@ -8,6 +8,7 @@ import copy, fnmatch, logging, math, re
 from dataclasses import dataclass, asdict, fields
 from functools import lru_cache
 import torch, torch.nn as nn, torch.nn.functional as F
+from fastcore.basics import patch
 _bnb_log = logging.getLogger('bitsandbytes.backends.cpu.ops'); _bnb_lvl = _bnb_log.level
 _bnb_log.setLevel(logging.ERROR)  # hide the notice about the optional `kernels` package (a hub-fetched CPU gemm): harmless
 import bitsandbytes as bnb
@@ -43,6 +44,7 @@ def check_act_bits(bits, allow16:bool=False):
         raise ValueError(f'activation bits must be one of {ok}, got {bits!r}' + ('' if allow16 else '; for 16-bit activations use no quantizer '
                 '(config W4A16)'))
 
+# %% ../nbs/11_quant.ipynb #2328b20f
 class ActQuantizer(nn.Module):
     "Fake-quantize activations to `bits`-bit integers (quantize, then dequantize) with a straight-through gradient."
     def __init__(self, bits:int=4,          # 4 or 8 (no quantizer at all for 16)
@@ -61,12 +63,6 @@ class ActQuantizer(nn.Module):
         self.clip_raw = None
         if learnable: self.make_learnable(raw_init)
 
-    def make_learnable(self, raw_init:float=4.0):
-        "Replace the fixed ratio by a learnable `clip = sigmoid(clip_raw)` starting at `sigmoid(raw_init)`."
-        if not math.isfinite(raw_init): raise ValueError(f'raw_init must be finite, got {raw_init}')
-        self.clip_raw = nn.Parameter(torch.tensor(float(raw_init), device=self.ratio.device))
-        return self
-
     @property
     def learnable(self) -> bool: return self.clip_raw is not None
     @property
@@ -77,35 +73,51 @@ class ActQuantizer(nn.Module):
     def qmin(self) -> int: return -2 ** (self.bits - 1) if self.symmetric else 0
     @property
     def qmax(self) -> int: return 2 ** (self.bits - 1) - 1 if self.symmetric else 2 ** self.bits - 1
-    def spec(self) -> dict:
-        "What it takes to rebuild this quantizer (its tensors live in the state dict)."
-        return dict(bits=self.bits, symmetric=self.symmetric, granularity=self.granularity, learnable=self.learnable)
-    def extra_repr(self):
-        return (f'INT{self.bits} {"sym" if self.symmetric else "asym"} per-{self.granularity}, '
-                f'clip={self.clip.detach().item():.3f}{" (learnable)" if self.learnable else ""}')
 
-    def _dims(self, x):
-        if self.granularity == 'token': return (-1,)
-        return tuple(range(1, x.dim())) if x.dim() >= 3 else tuple(range(x.dim()))  # a 2-D input is one sequence
+# %% ../nbs/11_quant.ipynb #3d3eca70
+@patch
+def make_learnable(self:ActQuantizer, raw_init:float=4.0):
+    "Replace the fixed ratio by a learnable `clip = sigmoid(clip_raw)` starting at `sigmoid(raw_init)`."
+    if not math.isfinite(raw_init): raise ValueError(f'raw_init must be finite, got {raw_init}')
+    self.clip_raw = nn.Parameter(torch.tensor(float(raw_init), device=self.ratio.device))
+    return self
 
-    def qparams(self, x:torch.Tensor) -> tuple:
-        "`(scale, zero)` for `x`, broadcastable to it; `zero` is an integer-valued tensor (0 when symmetric)."
-        xf, c, dims = x.detach().float(), self.clip.float(), self._dims(x)
-        if self.symmetric:
-            scale = c * xf.abs().amax(dims, keepdim=True) / self.qmax
-            return torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(scale)
-        lo, hi = c * xf.amin(dims, keepdim=True).clamp(max=0), c * xf.amax(dims, keepdim=True).clamp(min=0)
-        scale = (hi - lo) / self.qmax
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        return scale, round_ste(-lo / scale)
+@patch
+def spec(self:ActQuantizer) -> dict:
+    "What it takes to rebuild this quantizer (its tensors live in the state dict)."
+    return dict(bits=self.bits, symmetric=self.symmetric, granularity=self.granularity, learnable=self.learnable)
 
-    def forward(self, x:torch.Tensor) -> torch.Tensor:
-        if not torch.isfinite(x).all():
-            raise ValueError(f'activation quantizer got NaN/inf activations (input of shape {tuple(x.shape)}): the input of this '
-                             'linear is not finite; check the full-precision model, the online transform and the learned clips')
-        scale, zero = self.qparams(x)
-        q = round_ste(torch.clamp(x.float() / scale, self.qmin - zero, self.qmax - zero))
-        return (q * scale).to(x.dtype)
+@patch
+def extra_repr(self:ActQuantizer):
+    return (f'INT{self.bits} {"sym" if self.symmetric else "asym"} per-{self.granularity}, '
+            f'clip={self.clip.detach().item():.3f}{" (learnable)" if self.learnable else ""}')
+
+# %% ../nbs/11_quant.ipynb #89028d41
+@patch
+def _dims(self:ActQuantizer, x):
+    if self.granularity == 'token': return (-1,)
+    return tuple(range(1, x.dim())) if x.dim() >= 3 else tuple(range(x.dim()))  # a 2-D input is one sequence
+
+@patch
+def qparams(self:ActQuantizer, x:torch.Tensor) -> tuple:
+    "`(scale, zero)` for `x`, broadcastable to it; `zero` is an integer-valued tensor (0 when symmetric)."
+    xf, c, dims = x.detach().float(), self.clip.float(), self._dims(x)
+    if self.symmetric:
+        scale = c * xf.abs().amax(dims, keepdim=True) / self.qmax
+        return torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(scale)
+    lo, hi = c * xf.amin(dims, keepdim=True).clamp(max=0), c * xf.amax(dims, keepdim=True).clamp(min=0)
+    scale = (hi - lo) / self.qmax
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return scale, round_ste(-lo / scale)
+
+@patch
+def forward(self:ActQuantizer, x:torch.Tensor) -> torch.Tensor:
+    if not torch.isfinite(x).all():
+        raise ValueError(f'activation quantizer got NaN/inf activations (input of shape {tuple(x.shape)}): the input of this '
+                         'linear is not finite; check the full-precision model, the online transform and the learned clips')
+    scale, zero = self.qparams(x)
+    q = round_ste(torch.clamp(x.float() / scale, self.qmin - zero, self.qmax - zero))
+    return (q * scale).to(x.dtype)
 
 # %% ../nbs/11_quant.ipynb #42cd4ddc
 BNB_BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -124,6 +136,7 @@ def bnb_codebook(quant_type:str='nf4') -> torch.Tensor:
     if quant_type not in BNB_FORMATS: raise ValueError(f"unknown bitsandbytes 4-bit type {quant_type!r}; use one of {BNB_FORMATS}")
     return _codebook(quant_type)[0].clone()
 
+# %% ../nbs/11_quant.ipynb #4178a268
 def check_blocksize(blocksize:int, in_features:int=None, name:str='this linear'):
     "The one blocksize rule: a size bitsandbytes supports, dividing the layer's input dimension (when given)."
     if blocksize not in BNB_BLOCKSIZES: raise ValueError(f'blocksize {blocksize} is not one bitsandbytes supports {BNB_BLOCKSIZES}')
@@ -136,6 +149,7 @@ def _check_blocks(w, quant_type, blocksize, what='weight'):
     if quant_type not in BNB_FORMATS: raise ValueError(f"unknown bitsandbytes 4-bit type {quant_type!r}; use one of {BNB_FORMATS}")
     check_blocksize(blocksize, w.shape[-1], f'{what} {tuple(w.shape)}')
 
+# %% ../nbs/11_quant.ipynb #a9bf4767
 class _RoundToCode(torch.autograd.Function):
     "Nearest codebook value of `s` in [-1, 1] exactly as bitsandbytes picks it; straight-through gradient."
     @staticmethod
@@ -223,64 +237,75 @@ class QuantLinear(nn.Module):
     @property
     def weight_clip(self): return None if self.weight_clip_raw is None else torch.sigmoid(self.weight_clip_raw)
 
-    def quantized_weight(self) -> torch.Tensor:
-        "The weight the layer multiplies with: fake-quant (training form) or bitsandbytes' dequantized weight (deployed)."
-        if not self.deployed: return fake_quant_weight(self.weight, self.weight_format, self.blocksize, self.weight_clip)
-        self._restore_bnb_layout()
-        return BF.dequantize_4bit(self.linear4bit.weight.data, self.linear4bit.weight.quant_state)
+# %% ../nbs/11_quant.ipynb #d113beb7
+@patch
+def quantized_weight(self:QuantLinear) -> torch.Tensor:
+    "The weight the layer multiplies with: fake-quant (training form) or bitsandbytes' dequantized weight (deployed)."
+    if not self.deployed: return fake_quant_weight(self.weight, self.weight_format, self.blocksize, self.weight_clip)
+    self._restore_bnb_layout()
+    return BF.dequantize_4bit(self.linear4bit.weight.data, self.linear4bit.weight.quant_state)
 
-    def deploy(self, bf16_cpu_kernel:bool=False):
-        "Pack the (clipped) weight into a bitsandbytes `Linear4bit` in place and drop the float weight; returns self."
-        if self.deployed: return self
-        if self.weight_format not in BNB_FORMATS:
-            raise ValueError(f'{self.name or "QuantLinear"}: {self.weight_format} weights have no bitsandbytes format; '
-                             'int4 layers stay in fake-quant (training) form')
-        w = clip_weight(self.weight, self.weight_clip).detach().contiguous()
-        lin = bnb.nn.Linear4bit(self.in_features, self.out_features, bias=self.bias is not None, compute_dtype=w.dtype,
-                                compress_statistics=False, quant_type=self.weight_format, quant_storage=torch.uint8, device='meta')
-        lin.weight = bnb.nn.Params4bit(w, requires_grad=False, blocksize=self.blocksize, compress_statistics=False,
-                                       quant_type=self.weight_format, quant_storage=torch.uint8, module=lin).to(w.device)
-        if self.bias is not None: lin.bias = nn.Parameter(self.bias.detach().clone(), requires_grad=False)
-        self._set_kernel(lin, bf16_cpu_kernel); lin.train(self.training)
-        self.linear4bit, self.weight, self.bias, self.weight_clip_raw = lin, None, None, None
-        return self
+@patch
+def forward(self:QuantLinear, x:torch.Tensor) -> torch.Tensor:
+    if self.act is not None: x = self.act(x)
+    if self.deployed:
+        qs = self.linear4bit.weight.quant_state
+        if self.bf16_cpu_kernel and not getattr(qs, 'packing_format_for_cpu', False): self._absmax_fp32 = qs.absmax
+        return self.linear4bit(x)
+    return F.linear(x, self.quantized_weight(), self.bias)
 
-    def _set_kernel(self, lin, bf16_cpu_kernel):
-        self.bf16_cpu_kernel = bool(bf16_cpu_kernel)
-        lin.support_avx512bf16_for_cpu = self.bf16_cpu_kernel and BF.has_avx512bf16()
+# %% ../nbs/11_quant.ipynb #98449837
+@patch
+def deploy(self:QuantLinear, bf16_cpu_kernel:bool=False):
+    "Pack the (clipped) weight into a bitsandbytes `Linear4bit` in place and drop the float weight; returns self."
+    if self.deployed: return self
+    if self.weight_format not in BNB_FORMATS:
+        raise ValueError(f'{self.name or "QuantLinear"}: {self.weight_format} weights have no bitsandbytes format; '
+                         'int4 layers stay in fake-quant (training) form')
+    w = clip_weight(self.weight, self.weight_clip).detach().contiguous()
+    lin = bnb.nn.Linear4bit(self.in_features, self.out_features, bias=self.bias is not None, compute_dtype=w.dtype,
+                            compress_statistics=False, quant_type=self.weight_format, quant_storage=torch.uint8, device='meta')
+    lin.weight = bnb.nn.Params4bit(w, requires_grad=False, blocksize=self.blocksize, compress_statistics=False,
+                                   quant_type=self.weight_format, quant_storage=torch.uint8, module=lin).to(w.device)
+    if self.bias is not None: lin.bias = nn.Parameter(self.bias.detach().clone(), requires_grad=False)
+    self._set_kernel(lin, bf16_cpu_kernel); lin.train(self.training)
+    self.linear4bit, self.weight, self.bias, self.weight_clip_raw = lin, None, None, None
+    return self
 
-    def _restore_bnb_layout(self):
-        "Undo bitsandbytes' in-place repacking for its bf16 CPU kernel, putting back the float32 absmax it replaced."
-        lin = self.linear4bit
-        if lin is None or not getattr(lin.weight.quant_state, 'packing_format_for_cpu', False): return
-        data, qs = BF._convert_weight_packed_for_cpu_inverse(lin.weight.data, lin.weight.quant_state)
-        qs.absmax = self._absmax_fp32  # bitsandbytes' own inverse leaves it in bf16, transposed
-        lin.weight.data, lin.weight.quant_state = data, qs
+@patch
+def _set_kernel(self:QuantLinear, lin, bf16_cpu_kernel):
+    self.bf16_cpu_kernel = bool(bf16_cpu_kernel)
+    lin.support_avx512bf16_for_cpu = self.bf16_cpu_kernel and BF.has_avx512bf16()
 
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        self._restore_bnb_layout()  # before Linear4bit saves itself, so checkpoints always hold the exact format
-        super()._save_to_state_dict(destination, prefix, keep_vars)
+@patch
+def _restore_bnb_layout(self:QuantLinear):
+    "Undo bitsandbytes' in-place repacking for its bf16 CPU kernel, putting back the float32 absmax it replaced."
+    lin = self.linear4bit
+    if lin is None or not getattr(lin.weight.quant_state, 'packing_format_for_cpu', False): return
+    data, qs = BF._convert_weight_packed_for_cpu_inverse(lin.weight.data, lin.weight.quant_state)
+    qs.absmax = self._absmax_fp32  # bitsandbytes' own inverse leaves it in bf16, transposed
+    lin.weight.data, lin.weight.quant_state = data, qs
 
-    def spec(self) -> dict:
-        "What it takes to rebuild this layer's structure (its tensors live in the state dict)."
-        return dict(in_features=self.in_features, out_features=self.out_features,
-                    bias=(self.linear4bit.bias if self.deployed else self.bias) is not None,
-                    weight_format=self.weight_format, blocksize=self.blocksize, deployed=self.deployed,
-                    weight_clip=self.weight_clip_raw is not None, bf16_cpu_kernel=self.bf16_cpu_kernel,
-                    act=None if self.act is None else self.act.spec())
+@patch
+def _save_to_state_dict(self:QuantLinear, destination, prefix, keep_vars):
+    self._restore_bnb_layout()  # before Linear4bit saves itself, so checkpoints always hold the exact format
+    nn.Module._save_to_state_dict(self, destination, prefix, keep_vars)
 
-    def forward(self, x:torch.Tensor) -> torch.Tensor:
-        if self.act is not None: x = self.act(x)
-        if self.deployed:
-            qs = self.linear4bit.weight.quant_state
-            if self.bf16_cpu_kernel and not getattr(qs, 'packing_format_for_cpu', False): self._absmax_fp32 = qs.absmax
-            return self.linear4bit(x)
-        return F.linear(x, self.quantized_weight(), self.bias)
+# %% ../nbs/11_quant.ipynb #22312312
+@patch
+def spec(self:QuantLinear) -> dict:
+    "What it takes to rebuild this layer's structure (its tensors live in the state dict)."
+    return dict(in_features=self.in_features, out_features=self.out_features,
+                bias=(self.linear4bit.bias if self.deployed else self.bias) is not None,
+                weight_format=self.weight_format, blocksize=self.blocksize, deployed=self.deployed,
+                weight_clip=self.weight_clip_raw is not None, bf16_cpu_kernel=self.bf16_cpu_kernel,
+                act=None if self.act is None else self.act.spec())
 
-    def extra_repr(self):
-        a = 'A16' if self.act is None else f'A{self.act.bits}'
-        w = self.weight_format if self.weight_format == 'int4' else f'{self.weight_format}/{self.blocksize}'
-        return f'{self.in_features} -> {self.out_features}, W={w}, {a}, {"deployed (Linear4bit)" if self.deployed else "training form"}'
+@patch
+def extra_repr(self:QuantLinear):
+    a = 'A16' if self.act is None else f'A{self.act.bits}'
+    w = self.weight_format if self.weight_format == 'int4' else f'{self.weight_format}/{self.blocksize}'
+    return f'{self.in_features} -> {self.out_features}, W={w}, {a}, {"deployed (Linear4bit)" if self.deployed else "training form"}'
 
 # %% ../nbs/11_quant.ipynb #85078cdb
 _SPEC = re.compile(r'^W(\d+)A(\d+)(?:[-_:](nf4|fp4|int4))?$', re.IGNORECASE)
@@ -304,20 +329,6 @@ class QuantConfig:
     def w_bits(self) -> int: return 4
     @property
     def name(self) -> str: return f'W4A{self.a_bits}' + ('' if self.w_format == 'nf4' else f'-{self.w_format}')
-    def validate(self):
-        check_act_bits(self.a_bits, allow16=True)
-        if self.w_format not in WEIGHT_FORMATS: raise ValueError(f'unknown weight format {self.w_format!r}; use one of {WEIGHT_FORMATS}')
-        if self.w_format in BNB_FORMATS: check_blocksize(self.blocksize)
-        if self.a_granularity not in GRANULARITIES:
-            raise ValueError(f'unknown activation granularity {self.a_granularity!r}; use one of {GRANULARITIES}')
-        if not 0 < self.a_clip <= 1: raise ValueError(f'a_clip must be in (0, 1], got {self.a_clip}')
-        if isinstance(self.keep, str) or not all(isinstance(p, str) for p in self.keep):
-            raise ValueError(f'keep must be a tuple of fnmatch patterns, got {self.keep!r}')
-        return self
-    def act_quantizer(self) -> ActQuantizer:
-        "A fresh activation quantizer for one linear (None for A16)."
-        if self.a_bits == 16: return None
-        return ActQuantizer(self.a_bits, self.a_symmetric, self.a_granularity, self.a_clip)
     def to_dict(self) -> dict: d = asdict(self); d['keep'] = list(self.keep); return d
     @classmethod
     def from_dict(cls, d:dict) -> QuantConfig:
@@ -325,6 +336,27 @@ class QuantConfig:
         if set(d) - known: raise ValueError(f'unknown QuantConfig fields {sorted(set(d) - known)}; known: {sorted(known)}')
         return cls(**d)
 
+# %% ../nbs/11_quant.ipynb #ba69e247
+@patch
+def validate(self:QuantConfig):
+    "Check every field; returns `self`."
+    check_act_bits(self.a_bits, allow16=True)
+    if self.w_format not in WEIGHT_FORMATS: raise ValueError(f'unknown weight format {self.w_format!r}; use one of {WEIGHT_FORMATS}')
+    if self.w_format in BNB_FORMATS: check_blocksize(self.blocksize)
+    if self.a_granularity not in GRANULARITIES:
+        raise ValueError(f'unknown activation granularity {self.a_granularity!r}; use one of {GRANULARITIES}')
+    if not 0 < self.a_clip <= 1: raise ValueError(f'a_clip must be in (0, 1], got {self.a_clip}')
+    if isinstance(self.keep, str) or not all(isinstance(p, str) for p in self.keep):
+        raise ValueError(f'keep must be a tuple of fnmatch patterns, got {self.keep!r}')
+    return self
+
+@patch
+def act_quantizer(self:QuantConfig) -> ActQuantizer:
+    "A fresh activation quantizer for one linear (None for A16)."
+    if self.a_bits == 16: return None
+    return ActQuantizer(self.a_bits, self.a_symmetric, self.a_granularity, self.a_clip)
+
+# %% ../nbs/11_quant.ipynb #1f042313
 def parse_config(spec, **overrides) -> QuantConfig:
     "A `QuantConfig` from a name like 'W4A4', 'W4A8', 'W4A16' or 'W4A4-int4' (or a QuantConfig), with field overrides."
     if isinstance(spec, QuantConfig):
@@ -359,6 +391,7 @@ def set_module(root:nn.Module, path:str, new:nn.Module):
     parent, _, attr = path.rpartition('.')
     setattr(root.get_submodule(parent) if parent else root, attr, new)
 
+# %% ../nbs/11_quant.ipynb #f99eed5a
 class Student(DLLM):
     "A quantized `DLLM` that declares what it is: its `QuantConfig`, and after calibration the log and the prior it used."
     def __init__(self, model:nn.Module, tokenizer, name:str=None,
@@ -391,6 +424,7 @@ def quantize_model(dllm:DLLM,          # full-precision model (left untouched)
         set_module(model, n, QuantLinear.from_linear(l, cfg.w_format, cfg.blocksize, cfg.act_quantizer(), n))
     return Student(model, dllm.tokenizer, f'{dllm.name}-{cfg.name}', cfg)
 
+# %% ../nbs/11_quant.ipynb #e82ae937
 def deploy_model(dllm:DLLM, inplace:bool=False) -> DLLM:
     "Deployed form of a quantized model: every QuantLinear packed into a bitsandbytes `Linear4bit` (nf4/fp4 only)."
     layers = quant_layers(dllm)
