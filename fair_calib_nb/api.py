@@ -11,7 +11,7 @@ from .tasks import make_splits, calib_pairs
 from .models import DLLM, load_dllm
 from .prior import PriorConfig, build_prior
 from .quant import Student
-from .calib import CalibConfig, PRIOR_METHODS, prior_config, calibrate
+from .calib import CalibConfig, DEFAULT_METHOD, PRIOR_METHODS, prior_config, calibrate
 from .student import save_student
 
 # %% auto #0
@@ -28,7 +28,7 @@ def _pairs(calib, n_calib):
 
 def quantize(model,                    # a `DLLM`, a shipped name or a checkpoint directory
              scheme='W4A4',            # scheme name ('W4A4', 'W4A16', 'W4A4-int4') or a full `CalibConfig`
-             method:str='fair',        # a calibration method (`calib.METHODS`); ignored when `scheme` is a CalibConfig
+             method:str=DEFAULT_METHOD, # a calibration method (`calib.METHODS`); ignored when `scheme` is a CalibConfig
              calib=None,               # (prompts, answers), [(prompt, answer)], or None: the shipped calibration split
              output_dir=None,          # save the student here (transformers format)
              weights:str='rtn',        # 'rtn' or 'gptq' rounding of the folded weights

@@ -6,12 +6,12 @@
 from __future__ import annotations
 import torch
 from .models import DLLM
-from .decode import DecodeConfig, default_decoding
+from .decode import DecodeConfig, Trace, default_decoding
 from .frontier import answer_positions, block_index, reliability
 from .evaluate import teacher_forced, window_logprobs
 
 # %% auto #0
-__all__ = ['SIGNALS', 'flip_atlas', 'roc_auc', 'top_decile_lift', 'signal_table', 'rate_by', 'atlas_report']
+__all__ = ['SIGNALS', 'flip_atlas', 'roc_auc', 'top_decile_lift', 'signal_table', 'rate_by', 'atlas_report', 'first_difference']
 
 # %% ../nbs/18_atlas.ipynb #c7c94ac1
 def flip_atlas(teacher:DLLM, students:dict, prompts:dict, cfg:DecodeConfig=None) -> dict:
@@ -94,3 +94,15 @@ def atlas_report(teacher:DLLM, students:dict, prompts:dict) -> dict:
             by_block=rate_by(at, s, 'block', ans), by_step_in_block=rate_by(at, s, 'step_in_block', ans),
             by_position=rate_by(at, s, 'position', ans), by_margin=_margin_bins(at, s, ans))
     return rep
+
+# %% ../nbs/18_atlas.ipynb #4d778c5f
+def first_difference(a:Trace, b:Trace) -> dict:
+    "Per run of two decodings of the same prompts: first differing window position (-1: none), its commit steps, later differences."
+    if a.tokens.shape != b.tokens.shape or not torch.equal(a.prompt, b.prompt):
+        raise ValueError(f'first_difference needs two decodings of the same prompts and window, got {a} and {b}')
+    diff = a.tokens != b.tokens
+    any_, ar = diff.any(1), torch.arange(a.batch_size)
+    pos = torch.where(any_, diff.int().argmax(1), -1); p = pos.clamp_min(0)
+    later = (diff & (torch.arange(a.gen_length)[None] > p[:, None])).sum(1) * any_
+    at = lambda t: torch.where(any_, t.commit_step[ar, p], -1)
+    return dict(position=pos, step_a=at(a), step_b=at(b), later=later)

@@ -20,9 +20,9 @@ from .gptq import gptq_block
 from .student import save_student, load_student
 
 # %% auto #0
-__all__ = ['METHODS', 'PRIOR_METHODS', 'DATA_MODES', 'Method', 'prior_config', 'CalibConfig', 'CalibrationError', 'CalibData',
-           'calib_data', 'hidden_weights', 'check_prior', 'loss_weights', 'weighted_mse', 'prepare_block', 'run_block',
-           'train_block', 'finalize_block', 'calibrate']
+__all__ = ['METHODS', 'PRIOR_METHODS', 'DEFAULT_METHOD', 'DATA_MODES', 'Method', 'prior_config', 'CalibConfig',
+           'CalibrationError', 'CalibData', 'calib_data', 'hidden_weights', 'check_prior', 'loss_weights',
+           'weighted_mse', 'prepare_block', 'run_block', 'train_block', 'finalize_block', 'calibrate']
 
 # %% ../nbs/16_calib.ipynb #2451d568
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ METHODS = {m.name: m for m in [
            'decoding states: w = 1 + lambda0 [i in C_t] + lambda1 (1 - margin_t(i)) at masked active-block positions, floor elsewhere'),
 ]}
 PRIOR_METHODS = tuple(n for n, m in METHODS.items() if m.weighting != 'uniform')
+DEFAULT_METHOD = 'fair'   # the shipped default: the method the validation split chose (notebook 30_results); `paper` stays the paper's reading
 
 def prior_config(method:str, base:PriorConfig=None) -> PriorConfig:
     "The `PriorConfig` that `method` calibrates with: `base` (defaults) plus the method's fields."

@@ -8,14 +8,15 @@ import argparse, ast, logging, os, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['VERSION', 'METHOD_NAMES', 'RUN_DEFAULTS', 'SHIPPED', 'SUBCOMMANDS', 'JOBS', 'parse_kv', 'build_parser', 'parse_args',
-           'precheck', 'main']
+__all__ = ['VERSION', 'METHOD_NAMES', 'DEFAULT_METHOD', 'RUN_DEFAULTS', 'SHIPPED', 'SUBCOMMANDS', 'JOBS', 'parse_kv',
+           'build_parser', 'parse_args', 'precheck', 'main']
 
 # %% ../nbs/90_cli.ipynb #cef54da4
 VERSION = '0.1.0'
 METHOD_NAMES = ('rtn', 'quarot', 'flatquant', 'fair', 'paper', 'frontier_only', 'reliability_only', 'fair_constant', 'fair_late',
                 'fair_deployed', 'fair_fragility', 'decision')
-RUN_DEFAULTS = dict(model='tiny-llada', methods=['rtn', 'quarot', 'flatquant', 'fair'], scheme='W4A4', weights='rtn', n_probe=256,
+DEFAULT_METHOD = 'fair'   # = calib.DEFAULT_METHOD (tested below; the CLI answers --help without importing torch)
+RUN_DEFAULTS = dict(model='tiny-llada', methods=['rtn', 'quarot', 'flatquant', DEFAULT_METHOD], scheme='W4A4', weights='rtn', n_probe=256,
                     epochs=8, seeds=[0], n_calib=128, limit=200, n_lag=64, eval_split='test')
 SHIPPED = ('tiny-llada', 'tiny-dream')
 SUBCOMMANDS = ('run', 'quantize', 'eval', 'report', 'dryrun')
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     _run_args(sub.add_parser('run', formatter_class=F, help='probe, prior, calibrate, evaluate, report (the default)'))
     q = sub.add_parser('quantize', formatter_class=F, help='calibrate one student and save it (transformers format)')
-    q.add_argument('model'); q.add_argument('--scheme', default='W4A4'); q.add_argument('--method', default='fair', choices=METHOD_NAMES)
+    q.add_argument('model'); q.add_argument('--scheme', default='W4A4'); q.add_argument('--method', default=DEFAULT_METHOD, choices=METHOD_NAMES)
     q.add_argument('--weights', default='rtn', choices=['rtn', 'gptq']); q.add_argument('--seed', type=int, default=0)
     q.add_argument('--n-calib', type=int, default=128, help='calibration pairs per suite'); q.add_argument('--out', required=True)
     q.add_argument('--overwrite', action='store_true'); _common(q)

@@ -4,17 +4,19 @@
 
 # %% ../nbs/08_evaluate.ipynb #167cd4af
 from __future__ import annotations
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, asdict
+from pathlib import Path
 import torch
-from .tasks import make_splits, get_suite
-from .models import DLLM
+from .tasks import make_splits, get_suite, answer_profile
+from .models import DLLM, load_dllm
 from .decode import DecodeConfig, Trace, default_decoding, generate
 from .frontier import stability_lag, answer_positions, block_index
 
 # %% auto #0
-__all__ = ['METRICS', 'HEADLINE', 'Metric', 'metric', 'task_accuracy', 'answer_agreement', 'check_same_vocab', 'window_logprobs',
-           'TeacherForced', 'teacher_forced', 'frontier_counts', 'pool_counts', 'own_trajectory_metrics',
-           'evaluate_student']
+__all__ = ['METRICS', 'HEADLINE', 'Metric', 'metric', 'task_accuracy', 'answer_agreement', 'write_eval', 'check_same_vocab',
+           'window_logprobs', 'TeacherForced', 'teacher_forced', 'frontier_counts', 'pool_counts',
+           'own_trajectory_metrics', 'evaluate_student']
 
 # %% ../nbs/08_evaluate.ipynb #199f938b
 @dataclass(frozen=True)
@@ -69,6 +71,14 @@ def answer_agreement(a:dict, b:dict) -> dict:
     "Fraction of identical answers per suite (and `mean`) between two `{suite: answers}` dicts."
     out = {s: sum(x == y for x, y in zip(a[s], b[s])) / max(len(a[s]), 1) for s in a}
     out['mean'] = sum(out.values()) / len(out); return out
+
+# %% ../nbs/08_evaluate.ipynb #388f6fdf
+def write_eval(model_dir, progress:bool=None) -> dict:
+    "Score the checkpoint in `model_dir` on the whole test split (default decoding); write and return `eval.json`."
+    d, sp = load_dllm(str(model_dir)), make_splits(0)
+    res = dict(split='test', decoding=asdict(default_decoding(d)), accuracy=task_accuracy(d, sp, progress=progress),
+               answers={s: answer_profile(v['test']) for s, v in sp.items()})
+    (Path(model_dir)/'eval.json').write_text(json.dumps(res, indent=1)); return res
 
 # %% ../nbs/08_evaluate.ipynb #69746120
 def check_same_vocab(teacher:DLLM, student:DLLM):

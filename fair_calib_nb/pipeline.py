@@ -16,7 +16,7 @@ from .frontier import stability_lag
 from .evaluate import task_accuracy, teacher_forced, evaluate_student, own_trajectory_metrics, frontier_counts, pool_counts, HEADLINE
 from .viz import lag_ccdf_figure, prior_figure
 from .prior import Prior, PriorConfig, build_prior, model_fingerprint
-from .calib import CalibConfig, METHODS, PRIOR_METHODS, prior_config, calibrate
+from .calib import CalibConfig, DEFAULT_METHOD, METHODS, PRIOR_METHODS, prior_config, calibrate
 from .student import save_student, load_student
 from .report import (summarize, summary_table, paired_table, metric_figure, block_figure, settings_rows,
                                   environment, report_html)
@@ -57,7 +57,7 @@ class PipelineError(RuntimeError):
 class PipelineConfig:
     "Everything a `fair-calib run` depends on."
     model:str = 'tiny-llada'       # shipped name or checkpoint directory
-    methods:tuple = ('rtn', 'quarot', 'flatquant', 'fair')
+    methods:tuple = ('rtn', 'quarot', 'flatquant', DEFAULT_METHOD)
     scheme:str = 'W4A4'            # 'W4A4', 'W4A8', 'W4A16', optionally with a weight format: 'W4A4-int4', 'W4A16-fp4'
     weights:str = 'rtn'            # rounding of the folded weights: 'rtn' or 'gptq'
     n_probe:int = 256              # Stage I rollouts per seed

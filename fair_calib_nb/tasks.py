@@ -13,13 +13,13 @@ from transformers import PreTrainedTokenizerFast
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'TASK_TOKENS', 'CHARS', 'VOCAB', 'MIN_LEN', 'MAX_LEN', 'SUITES', 'GEN_LENGTH', 'MAX_PROMPT',
-           'SPLITS', 'build_tokenizer', 'Suite', 'running_sum', 'get_suite', 'Split', 'make_splits', 'held_out',
-           'calib_pairs', 'sample_train', 'encode_batch', 'decode_answers']
+           'SPLITS', 'build_tokenizer', 'Suite', 'walk', 'get_suite', 'Split', 'make_splits', 'held_out', 'calib_pairs',
+           'sample_train', 'answer_profile', 'encode_batch', 'decode_answers']
 
 # %% ../nbs/01_tasks.ipynb #aa270e4c
 SPECIAL_TOKENS = ['[PAD]', '[MASK]', '<eoa>', '<bos>', '[UNK]']
-TASK_TOKENS = ['<rev>', '<sort>', '<sum>']
-CHARS = list('0123456789abcdefghijklmnopqrstuvwxyz+-=')
+TASK_TOKENS = ['<sort>', '<walk>']
+CHARS = list('0123456789abcdefghijklmnopqrstuvwxyz+-=.')   # '.': the filler of fixed-width inputs
 VOCAB = SPECIAL_TOKENS + TASK_TOKENS + CHARS
 
 def build_tokenizer(vocab:list=VOCAB,       # token strings, specials first
@@ -36,11 +36,13 @@ def build_tokenizer(vocab:list=VOCAB,       # token strings, specials first
 # %% ../nbs/01_tasks.ipynb #d5b426b0
 @dataclass
 class Suite:
-    "A synthetic exact-match task: `sample(rng) -> (problem, answer)`."
+    "A synthetic exact-match task: `sample(rng, lo, hi) -> (problem, answer)` with an answer of `lo` to `hi` characters."
     name:str                  # suite name, also the key in result tables
     tag:str                   # task tag token that starts every prompt
-    sample:Callable           # rng -> (problem text, answer text)
-    def make(self, rng:random.Random): p,a = self.sample(rng); return f'{self.tag}{p}=', a
+    sample:Callable           # (rng, lo, hi) -> (problem text, answer text)
+    def make(self, rng:random.Random, lo:int=None, hi:int=None):
+        "One `(prompt, answer)`; answer length drawn from `lo..hi` (default `MIN_LEN..MAX_LEN`, the held-out splits' range)."
+        p,a = self.sample(rng, lo or MIN_LEN, hi or MAX_LEN); return f'{self.tag}{p}=', a
     def score(self, predictions:list, answers:list) -> float:
         "Exact-match accuracy of predicted answer strings."
         if len(predictions) != len(answers): raise ValueError(f'{len(predictions)} predictions for {len(answers)} answers')
@@ -48,18 +50,18 @@ class Suite:
 
 MIN_LEN, MAX_LEN = 14, 22   # answer length range of every suite (characters = tokens)
 
-def _letters(rng): return ''.join(rng.choice('abcdefghijklmnopqrstuvwxyz') for _ in range(rng.randint(MIN_LEN, MAX_LEN)))
-def _digits(rng): return ''.join(rng.choice('0123456789') for _ in range(rng.randint(MIN_LEN, MAX_LEN)))
-def _rev(rng): s = _letters(rng); return s, s[::-1]
-def _sort(rng): s = _digits(rng); return s, ''.join(sorted(s))
-def running_sum(digits:str) -> str:
-    "Running sum mod 10 of a digit string: `'3141'` -> `'3489'`."
-    run, out = 0, []
-    for c in digits: run = (run + int(c)) % 10; out.append(str(run))
+def _digits(rng, lo, hi): return ''.join(rng.choice('0123456789') for _ in range(rng.randint(lo, hi)))
+def _sort(rng, lo, hi): s = _digits(rng, lo, hi); return s, ''.join(sorted(s))
+def walk(steps:str, start:int=0) -> str:
+    "Positions on a ring of 10 after each step (`+` one up, `-` one down): `'++-+--'` -> `'121210'`, `'-'` -> `'9'`."
+    pos, out = start, []
+    for c in steps: pos = (pos + (1 if c == '+' else -1)) % 10; out.append(str(pos))
     return ''.join(out)
-def _cumsum(rng): s = _digits(rng); return s, running_sum(s)
+def _walk(rng, lo, hi):
+    s = ''.join(rng.choice('+-') for _ in range(rng.randint(lo, hi)))
+    return s + '.' * (MAX_LEN - len(s)), walk(s)   # fixed-width input: step i sits at a constant offset from answer digit i
 
-SUITES = {s.name: s for s in [Suite('reverse', '<rev>', _rev), Suite('sort', '<sort>', _sort), Suite('cumsum', '<sum>', _cumsum)]}
+SUITES = {s.name: s for s in [Suite('sort', '<sort>', _sort), Suite('walk', '<walk>', _walk)]}
 
 def get_suite(name:str) -> Suite:
     if name not in SUITES: raise ValueError(f'unknown suite {name!r}; known suites: {sorted(SUITES)}')
@@ -123,14 +125,26 @@ def sample_train(rng:random.Random, # seeded generator
                  exclude,            # splits from `make_splits`, or a set of held-out prompts
                  suites:list=None,   # suite names (default: all)
                  weights:list=None,  # relative sampling weight per suite
+                 min_len:int=MIN_LEN,# shortest answer: below MIN_LEN is a curriculum (short problems teach the lookups first)
                 ) -> list:
     "Draw `n` fresh `(suite, prompt, answer)` training problems, rejecting held-out prompts."
+    if not 1 <= min_len <= MAX_LEN: raise ValueError(f'min_len must be in 1..{MAX_LEN}, got {min_len}')
     names = suites or list(SUITES); excl = exclude if isinstance(exclude, set) else held_out(exclude)
     out = []
     while len(out) < n:
-        name = rng.choices(names, weights)[0]; p,a = SUITES[name].make(rng)
+        name = rng.choices(names, weights)[0]; p,a = SUITES[name].make(rng, min_len)
         if p not in excl: out.append((name, p, a))
     return out
+
+# %% ../nbs/01_tasks.ipynb #da9407c2
+def answer_profile(split:Split, gen_length:int=GEN_LENGTH, block_length:int=8) -> dict:
+    "Answer lengths (min, median, max, histogram) and the share of problems with answer tokens in each block of the window."
+    if gen_length % block_length: raise ValueError(f'block_length={block_length} does not divide gen_length={gen_length}')
+    n = torch.tensor([len(a) for a in split.answers])
+    if not len(n): raise ValueError(f'split of suite {split.suite!r} is empty')
+    hist = {int(k): int(v) for k, v in zip(*n.unique(return_counts=True))}
+    return dict(n=len(n), min=int(n.min()), median=float(n.float().median()), max=int(n.max()), lengths=hist,
+                block_share=[float((n > b * block_length).float().mean()) for b in range(gen_length // block_length)])
 
 # %% ../nbs/01_tasks.ipynb #3643a0dc
 def encode_batch(tok:PreTrainedTokenizerFast, # tokenizer with pad, mask and eos tokens

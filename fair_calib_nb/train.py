@@ -8,7 +8,7 @@ import json, math, random, time
 from pathlib import Path
 import torch, torch.nn.functional as F
 from .progress import progress_bar
-from .tasks import GEN_LENGTH, MAX_PROMPT, SUITES, make_splits, sample_train, encode_batch, held_out, build_tokenizer
+from .tasks import GEN_LENGTH, MAX_PROMPT, MIN_LEN, SUITES, make_splits, sample_train, encode_batch, held_out, build_tokenizer
 from .modeling import TinyLLaDAConfig, TinyLLaDAModelLM, TinyDreamConfig, TinyDreamModel
 from .models import DLLM, save_generation_config
 
@@ -63,6 +63,7 @@ def train_dllm(dllm:DLLM,                 # model to train (in place)
                warmup:int=100,
                weight_decay:float=0.01,
                suite_weights:dict=None,   # sampling weight per suite (default: equal)
+              min_len:int=MIN_LEN,       # shortest training answer (a curriculum below the held-out range MIN_LEN..MAX_LEN)
                seed:int=0,                # seeds data and masking
                out_dir:str=None,          # save checkpoints here every `save_every` steps
                save_every:int=250,
@@ -80,11 +81,11 @@ def train_dllm(dllm:DLLM,                 # model to train (in place)
     opt = torch.optim.AdamW(dllm.model.train().parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, warmup))
     recipe = dict(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, seed=seed,
-                  suite_weights=suite_weights, split_seed=split_seed, threads=torch.get_num_threads())
+                  suite_weights=suite_weights, min_len=min_len, split_seed=split_seed, threads=torch.get_num_threads())
     log, t0, n = [], time.time(), steps if max_steps is None else min(steps, max_steps)
     bar = progress_bar(range(n), progress, desc=f'train {dllm.name}')
     for step in bar:
-        loss = train_step(dllm, opt, sample_train(rng, batch_size, excl, names, weights), gen); sched.step()
+        loss = train_step(dllm, opt, sample_train(rng, batch_size, excl, names, weights, min_len), gen); sched.step()
         log.append(dict(step=step + 1, loss=loss, seconds=round(time.time() - t0, 2))); bar.set_postfix(loss=f'{loss:.4f}')
         if (step + 1) % save_every == 0 or step + 1 == n:
             if out_dir: save_checkpoint(dllm, out_dir, log, recipe, phase)
@@ -109,10 +110,10 @@ def training_phases(path) -> list:
 
 # %% ../nbs/05_train.ipynb #50f8ca67
 SHIPPED_RECIPES = {   # family: (init seed, config overrides, [training phases])
-    'tiny-llada': (0, {}, [dict(steps=4000, batch_size=128, lr=1.5e-3, warmup=200, seed=0,
-                                suite_weights={'reverse': 1, 'sort': 2, 'cumsum': 2})]),
-    'tiny-dream': (1, {}, [dict(steps=4000, batch_size=128, lr=1.5e-3, warmup=200, seed=1,
-                                suite_weights={'reverse': 1, 'sort': 2, 'cumsum': 2})]),
+    'tiny-llada': (0, {}, [dict(steps=3600, batch_size=128, lr=1.5e-3, warmup=200, seed=0, min_len=4,
+                                suite_weights={'sort': 1, 'walk': 1})]),
+    'tiny-dream': (1, {}, [dict(steps=3600, batch_size=128, lr=1.5e-3, warmup=200, seed=1, min_len=4,
+                                suite_weights={'sort': 1, 'walk': 1})]),
 }
 
 def train_shipped(family:str, out_dir, progress:bool=None, callback=None) -> DLLM:

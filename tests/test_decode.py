@@ -43,7 +43,7 @@ def ref_dream(model, prompt, steps, gen_length, mask_id, alg='entropy', eps=1e-3
             x[0, idx[0]] = cand[0, idx[0]]
     return x
 
-PROMPTS = make_splits(0)['cumsum']['test'].prompts[:6] + make_splits(0)['reverse']['test'].prompts[:6]
+PROMPTS = make_splits(0)['walk']['test'].prompts[:6] + make_splits(0)['sort']['test'].prompts[:6]
 
 @pytest.mark.parametrize('steps,block,dtype', [(12, 8, 'native'), (24, 24, 'native'), (6, 12, 'native'), (24, 4, 'native'), (12, 8, 'float64')])
 def test_llada_matches_reference(llada, steps, block, dtype):
@@ -121,6 +121,6 @@ def test_bad_decoding_inputs(llada):
     with pytest.raises(ValueError, match='unknown remasking'): DecodeConfig(remasking='lowest')
     with pytest.raises(ValueError, match='unknown Dream algorithm'): DecodeConfig(alg='greedy')
     with pytest.raises(ValueError, match='temperature'): DecodeConfig(temperature=-0.1)
-    with pytest.raises(ValueError, match='mask token'): generate(llada, ['<sum>1[MASK]='], progress=False)
+    with pytest.raises(ValueError, match='mask token'): generate(llada, ['<walk>+[MASK]='], progress=False)
     with pytest.raises(ValueError, match='confidence_dtype'): DecodeConfig(confidence_dtype='half')
-    with pytest.raises(ValueError, match='maximum length'): generate(llada, ['<rev>' + 'a' * 60 + '='], progress=False)
+    with pytest.raises(ValueError, match='maximum length'): generate(llada, ['<sort>' + '1' * 60 + '='], progress=False)

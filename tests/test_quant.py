@@ -17,7 +17,7 @@ def real_weights(*dllms):
 @pytest.fixture(scope='module')
 def batch(llada):
     "Real sequences (prompt + answer, half the window masked) with their attention mask."
-    cal = make_splits(0)['cumsum']['calib']
+    cal = make_splits(0)['walk']['calib']
     b = encode_batch(llada.tokenizer, cal.prompts[:16], cal.answers[:16]); P = b['prompt_length']
     x = b['x'].clone()
     x[:, P:][torch.rand(x[:, P:].shape, generator=torch.Generator().manual_seed(0)) < 0.5] = llada.mask_id
