@@ -26,6 +26,7 @@ def _pairs(calib, n_calib):
     if not P: raise ValueError('empty calibration set: pass at least one (prompt, answer) pair')
     return P, A
 
+# %% ../nbs/17_api.ipynb #59198e43
 def quantize(model,                    # a `DLLM`, a shipped name or a checkpoint directory
              scheme='W4A4',            # scheme name ('W4A4', 'W4A16', 'W4A4-int4') or a full `CalibConfig`
              method:str=DEFAULT_METHOD, # a calibration method (`calib.METHODS`); ignored when `scheme` is a CalibConfig

@@ -34,6 +34,7 @@ class Method:
     prior:dict               # PriorConfig fields the method sets
     doc:str                  # the weight formula, for tables and the docs
 
+# %% ../nbs/16_calib.ipynb #ec9f72f0
 METHODS = {m.name: m for m in [
     Method('rtn', 'none', 'uniform', {}, 'round to nearest, no transform'),
     Method('quarot', 'hadamard', 'uniform', {}, 'fixed Hadamard rotation per group, no training'),
@@ -113,6 +114,7 @@ def _validate(self:CalibConfig):
     self.keep = tuple(self.keep); self.quant_config()
     return self
 
+# %% ../nbs/16_calib.ipynb #26158ea4
 def _quant_config(self:CalibConfig):
     "The `QuantConfig` this calibration produces."
     return parse_config(self.quant, **({'w_format': self.w_format} if self.w_format else {}), blocksize=self.blocksize, keep=self.keep)

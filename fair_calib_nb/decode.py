@@ -143,6 +143,7 @@ def _cat_traces(traces:list) -> Trace:
     return replace(t0, **kw)
 Trace.cat = staticmethod(_cat_traces)
 
+# %% ../nbs/06_decode.ipynb #bf51e581
 @patch
 def save(self:Trace, path):
     "Save to a safetensors file (tensors) with the settings as metadata."
@@ -178,6 +179,7 @@ def _commit(confidence, k):
             if int(k[b]) > 0: sel[b, torch.topk(confidence[b], int(k[b])).indices] = True
     return sel
 
+# %% ../nbs/06_decode.ipynb #4daa3ba1
 def num_transfer_tokens(mask_index:torch.Tensor, steps:int) -> torch.Tensor:
     "LLaDA's even schedule: (B, steps) tokens to commit per step; the remainder goes to the first steps."
     n = mask_index.sum(1, keepdim=True)

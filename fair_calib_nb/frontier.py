@@ -23,6 +23,7 @@ def agreement(trace:Trace) -> torch.Tensor:
     "(B, T, G): does the argmax at step t equal the finally committed token?"
     return trace.argmax == trace.tokens[:, None, :]
 
+# %% ../nbs/07_frontier.ipynb #ea4b989c
 def stabilization_step(trace:Trace, variant:str='stable') -> torch.Tensor:
     "`t_stab` (B, G): 'stable' (agrees from then on) or 'first' (first agreement) at or after the commit; T if never."
     _check(trace); T = trace.steps; agree = agreement(trace)

@@ -59,6 +59,7 @@ def _int4_scale(Wc:torch.Tensor, qmax:int=7) -> tuple:
     pin = torch.zeros_like(wf, dtype=torch.bool).scatter_(1, wf.abs().argmax(-1, keepdim=True), True)
     return s, pin & (s > 0)[:, None]
 
+# %% ../nbs/14_gptq.ipynb #203c6cc0
 def _round_bnb(w, A, inv, pin, code, bounds, dtype):
     "bitsandbytes' rounding of column `w` with fixed absmax `A` (pinned entries to ±A, empty blocks to +0)."
     q = code[torch.bucketize(torch.clamp(w * inv, -1, 1), bounds)] * A

@@ -28,6 +28,7 @@ def load_model(name_or_dir, trust_remote_code:bool=False) -> DLLM:
     if is_student_dir(name_or_dir): return load_student(name_or_dir, trust_remote_code=trust_remote_code)
     return load_dllm(name_or_dir, trust_remote_code=trust_remote_code)
 
+# %% ../nbs/21_lmeval.ipynb #2c251fa7
 @register_model(MODEL_NAME)
 class FairCalibLM(LM):
     "A fair-calib-nb `DLLM` behind lm-eval's `LM` interface (model_args: see above; `dllm=` from Python)."

@@ -116,6 +116,7 @@ class TinyLLaDAModel(nn.Module):
             presents.append(present)
         return t.ff_out(t.ln_f(x)), (presents if use_cache else None)
 
+# %% ../nbs/02_modeling.ipynb #8709cae6
 class _TinyPreTrained(PreTrainedModel):
     base_model_prefix = 'model'
     _no_split_modules = []
@@ -202,6 +203,7 @@ class DreamDecoderLayer(nn.Module):
         h = hidden_states + h
         return (h + self.mlp(self.post_attention_layernorm(h)),)
 
+# %% ../nbs/02_modeling.ipynb #77d30fc7
 class TinyDreamBaseModel(nn.Module):
     "Dream's `DreamBaseModel`: embeddings, layers, final norm and the model-level rotary module."
     def __init__(self, c:TinyDreamConfig):

@@ -58,6 +58,7 @@ class Family:
         "The hidden states from a block's output (both families return a tuple)."
         return out[0] if isinstance(out, (tuple, list)) else out
 
+# %% ../nbs/04_models.ipynb #ba06c092
 FAMILIES = {f.name: f for f in [
     Family('llada', ('llada', 'tiny_llada'), 'model.transformer.wte', 'model.transformer.blocks', 'model.transformer.ln_f',
            'model.transformer.ff_out', None, False, _llada_model_inputs, _llada_block_inputs,
@@ -152,6 +153,7 @@ def call_block(self:DLLM, block:nn.Module, h:torch.Tensor, attention_mask:torch.
     "Output hidden states of `block` (a block of this family: the teacher's or a student's) on `h`."
     return self.family.unpack(block(h, **self.block_inputs(h, attention_mask)))
 
+# %% ../nbs/04_models.ipynb #68ad5ba2
 @patch
 def embed(self:DLLM, x:torch.Tensor) -> torch.Tensor: self._check(x); return self.embedding(x)
 @patch

@@ -77,21 +77,6 @@ class Prior:
     def __repr__(self): return (f'Prior(G={self.gen_length}, spread max/min={self.spread:.2f}, model={self.provenance.get("model")!r}, '
                                 f'schedule={self.config["schedule"]!r}, scope={self.config["scope"]!r}, n_probe={self.config["n_probe"]})')
 
-    @classmethod
-    def from_traces(cls, trace:Trace, cfg:PriorConfig=None, provenance:dict=None) -> Prior:
-        "Accumulate the prior over probe traces (one decoding setting)."
-        cfg = (cfg or PriorConfig()).validate(); _check(trace)
-        T, G = trace.steps, trace.gen_length
-        hits = trace.frontier().float()                                               # (B, T, G)
-        fr = (lambda0(T, cfg.schedule, cfg.boost)[None, :, None] * hits).sum(1).mean(0) if cfg.frontier else torch.zeros(G)
-        rel = cfg.lambda1 * reliability(trace, cfg.reliability, cfg.scope, norm=cfg.rel_norm, fragility=cfg.fragility).sum(1).mean(0)
-        total = fr + rel
-        if not torch.isfinite(total).all(): raise ValueError('prior accumulated NaN/inf: check the probe traces')
-        if total.sum() <= 0: raise ValueError(f'every prior weight is zero with {cfg}: raise lambda1 or enable the frontier term')
-        scale = G / total.sum()
-        prov = dict(model=trace.model, decoding=asdict(trace.config), n_runs=trace.batch_size, **(provenance or {}))
-        return cls(total*scale, fr*scale, rel*scale, asdict(cfg), prov)
-
     def to_dict(self): return dict(window=self.window.tolist(), frontier_part=self.frontier_part.tolist(),
                                    reliability_part=self.reliability_part.tolist(), config=self.config, provenance=self.provenance)
     def save(self, path): Path(path).write_text(json.dumps(self.to_dict(), indent=1)); return path
@@ -109,6 +94,22 @@ class Prior:
         "All-ones weights (FlatQuant's uniform loss) in the same form."
         o = torch.ones(gen_length)
         return cls(o, o.clone(), torch.zeros(gen_length), asdict(PriorConfig(prompt_floor=prompt_floor)), dict(model=None, uniform=True))
+
+# %% ../nbs/10_prior.ipynb #9c8f1a5b
+@patch(cls_method=True)
+def from_traces(cls:Prior, trace:Trace, cfg:PriorConfig=None, provenance:dict=None) -> Prior:
+    "Accumulate the prior over probe traces (one decoding setting)."
+    cfg = (cfg or PriorConfig()).validate(); _check(trace)
+    T, G = trace.steps, trace.gen_length
+    hits = trace.frontier().float()                                               # (B, T, G)
+    fr = (lambda0(T, cfg.schedule, cfg.boost)[None, :, None] * hits).sum(1).mean(0) if cfg.frontier else torch.zeros(G)
+    rel = cfg.lambda1 * reliability(trace, cfg.reliability, cfg.scope, norm=cfg.rel_norm, fragility=cfg.fragility).sum(1).mean(0)
+    total = fr + rel
+    if not torch.isfinite(total).all(): raise ValueError('prior accumulated NaN/inf: check the probe traces')
+    if total.sum() <= 0: raise ValueError(f'every prior weight is zero with {cfg}: raise lambda1 or enable the frontier term')
+    scale = G / total.sum()
+    prov = dict(model=trace.model, decoding=asdict(trace.config), n_runs=trace.batch_size, **(provenance or {}))
+    return cls(total*scale, fr*scale, rel*scale, asdict(cfg), prov)
 
 # %% ../nbs/10_prior.ipynb #84988ad1
 @patch

@@ -277,6 +277,7 @@ def _set_kernel(self:QuantLinear, lin, bf16_cpu_kernel):
     self.bf16_cpu_kernel = bool(bf16_cpu_kernel)
     lin.support_avx512bf16_for_cpu = self.bf16_cpu_kernel and BF.has_avx512bf16()
 
+# %% ../nbs/11_quant.ipynb #7d25a39e
 @patch
 def _restore_bnb_layout(self:QuantLinear):
     "Undo bitsandbytes' in-place repacking for its bf16 CPU kernel, putting back the float32 absmax it replaced."
@@ -404,6 +405,7 @@ class Student(DLLM):
         q = self.quant_config.name if self.quant_config else '?'
         return f'Student({self.name!r}, {q}, family={self.family.name!r}, {len(self.blocks)} blocks, calibrated={self.calib_log is not None})'
 
+# %% ../nbs/11_quant.ipynb #8caa09bf
 def quantize_model(dllm:DLLM,          # full-precision model (left untouched)
                    config='W4A4',      # a QuantConfig or a name for `parse_config`
                    **overrides,        # QuantConfig fields, e.g. w_format='int4'

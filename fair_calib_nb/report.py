@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 import plotly.graph_objects as go
 from .evaluate import metric, HEADLINE
+from .models import resolve_model_path
 
 # %% auto #0
 __all__ = ['markdown_table', 'html_table', 'summarize', 'summary_table', 'paired', 'paired_table', 'method_color',
-           'metric_figure', 'block_figure', 'environment', 'settings_rows', 'report_html']
+           'metric_figure', 'block_figure', 'environment', 'settings_rows', 'report_html', 'models_table']
 
 # %% ../nbs/19_report.ipynb #b2b3d795
 def markdown_table(header:list, rows:list) -> str:
@@ -160,3 +161,17 @@ def report_html(path, title:str, sections:list) -> Path:
             'td,th{border:1px solid #ccc;padding:3px 6px;text-align:right} th{background:#eee}</style></head><body>'
             + ''.join(body) + '</body></html>')
     Path(path).write_text(page); return Path(path)
+
+# %% ../nbs/19_report.ipynb #ec475179
+def models_table(names=('tiny-llada', 'tiny-dream'), markdown:bool=True):
+    "Test accuracy per suite, median answer length and the share of answers reaching the last block, from each model's `eval.json`."
+    rows = []
+    for m in names:
+        p = resolve_model_path(m)/'eval.json'
+        if not p.exists(): raise FileNotFoundError(f'{p} is missing: score the model with `fair-calib eval {m}`')
+        e = json.loads(p.read_text()); window = e['decoding']['gen_length']
+        for suite, acc in e['accuracy'].items():
+            a = e['answers'].get(suite)
+            rows.append([m, suite, f'{100*acc:.1f}'] + (['', ''] if a is None else [f"{a['median']:.0f} / {window}", f"{a['block_share'][-1]:.2f}"]))
+    header = ['model', 'suite', 'test accuracy %', 'median answer / window', 'answers reaching the last block']
+    return (markdown_table if markdown else html_table)(header, rows)

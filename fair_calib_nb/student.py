@@ -187,6 +187,7 @@ def _bnb_state_problems(q:FairCalibConfig, found:dict) -> list:
             probs.append(f'{key}: bitsandbytes state {dict((k, qs.get(k)) for k in want)}, the config says {want}')
     return probs
 
+# %% ../nbs/15_student.ipynb #ec05d06e
 def check_checkpoint(files:list, expected:dict, q:FairCalibConfig, aliases:dict=None):
     "Raise `CheckpointMismatch` unless `files` hold exactly the `expected` tensors."
     found = _header(files); probs = []
@@ -269,6 +270,7 @@ def _after(self:FairCalibHfQuantizer, model, **kwargs):
     fix_rotary_buffers(model)
     return model
 
+# %% ../nbs/15_student.ipynb #4816dbe3
 def _state_dict(self:FairCalibHfQuantizer, model):
     for k, v in describe(model).items(): setattr(self.quantization_config, k, v)
     sd = model.state_dict()

@@ -50,6 +50,7 @@ class Suite:
 
 MIN_LEN, MAX_LEN = 14, 22   # answer length range of every suite (characters = tokens)
 
+# %% ../nbs/01_tasks.ipynb #6dbd8561
 def _digits(rng, lo, hi): return ''.join(rng.choice('0123456789') for _ in range(rng.randint(lo, hi)))
 def _sort(rng, lo, hi): s = _digits(rng, lo, hi); return s, ''.join(sorted(s))
 def walk(steps:str, start:int=0) -> str:
@@ -108,6 +109,7 @@ def make_splits(seed:int=0,            # seed of the split generator
             out[name][split] = Split(name, [p for p, _ in chunk], [a for _, a in chunk])
     return out
 
+# %% ../nbs/01_tasks.ipynb #26d20257
 def held_out(splits:dict) -> set:
     "Every calib, val and test prompt: training must never see them."
     return {p for s in splits.values() for sp in s.values() for p in sp.prompts}
@@ -173,6 +175,7 @@ def encode_batch(tok:PreTrainedTokenizerFast, # tokenizer with pad, mask and eos
             x[r, P:P+len(aid)] = torch.tensor(aid)
     return dict(x=x, attention_mask=am, prompt_length=P)
 
+# %% ../nbs/01_tasks.ipynb #07278444
 def decode_answers(tok:PreTrainedTokenizerFast, x:torch.Tensor, prompt_length:int) -> list:
     "Answer strings from the response window: text up to the first `<eoa>`, specials dropped."
     out = []

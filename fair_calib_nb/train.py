@@ -10,7 +10,7 @@ import torch, torch.nn.functional as F
 from .progress import progress_bar
 from .tasks import GEN_LENGTH, MAX_PROMPT, MIN_LEN, SUITES, make_splits, sample_train, encode_batch, held_out, build_tokenizer
 from .modeling import TinyLLaDAConfig, TinyLLaDAModelLM, TinyDreamConfig, TinyDreamModel
-from .models import DLLM, save_generation_config
+from .models import DLLM, load_dllm, save_generation_config
 
 # %% auto #0
 __all__ = ['SHIPPED_RECIPES', 'diffusion_loss', 'new_model', 'lr_lambda', 'train_step', 'train_dllm', 'save_checkpoint',
@@ -109,16 +109,31 @@ def training_phases(path) -> list:
     return d['phases'] if 'phases' in d else [d]
 
 # %% ../nbs/05_train.ipynb #50f8ca67
+_SUITES = dict(batch_size=128, min_len=4, suite_weights={'sort': 1, 'walk': 1})
 SHIPPED_RECIPES = {   # family: (init seed, config overrides, [training phases])
-    'tiny-llada': (0, {}, [dict(steps=3600, batch_size=128, lr=1.5e-3, warmup=200, seed=0, min_len=4,
-                                suite_weights={'sort': 1, 'walk': 1})]),
-    'tiny-dream': (1, {}, [dict(steps=3600, batch_size=128, lr=1.5e-3, warmup=200, seed=1, min_len=4,
-                                suite_weights={'sort': 1, 'walk': 1})]),
+    # phase 0 was cut at step 1000 by a machine restart; phase 1 goes on with a fresh optimiser (new data seed) from
+    # the learning rate the 3600-step schedule had reached, over the 2600 steps left
+    'tiny-llada': (0, {}, [dict(steps=3600, lr=1.5e-3, warmup=200, seed=0, max_steps=1000, **_SUITES),
+                           dict(steps=2600, lr=1.25e-3, warmup=50, seed=100, **_SUITES)]),
+    # tiny-dream: 3000 steps (not 3600) to fit the session that trained it
+    'tiny-dream': (1, {}, [dict(steps=3000, lr=1.5e-3, warmup=200, seed=1, **_SUITES)]),
 }
 
-def train_shipped(family:str, out_dir, progress:bool=None, callback=None) -> DLLM:
-    "Train `family` from scratch with its `SHIPPED_RECIPES` entry, checkpointing into `out_dir`."
+def _phases_done(family:str, out_dir) -> int:
+    "How many of `family`'s recipe phases the checkpoint in `out_dir` completed (a half-done phase cannot be resumed)."
+    done, recipe = training_phases(out_dir), SHIPPED_RECIPES[family][2]
+    for i, (rec, ph) in enumerate(zip(done, recipe)):
+        want = min(ph['steps'], ph.get('max_steps') or ph['steps'])
+        if rec['steps_done'] != want or rec['recipe']['seed'] != ph['seed']:
+            raise ValueError(f'{out_dir}: phase {i} stopped at step {rec["steps_done"]} of {want} (or another seed); '
+                             'it cannot be resumed without its optimiser state: train again without resume')
+    return len(done)
+
+def train_shipped(family:str, out_dir, progress:bool=None, callback=None, resume:bool=False) -> DLLM:
+    "Train `family` with its `SHIPPED_RECIPES` entry, checkpointing into `out_dir`; `resume` goes on after the last completed phase."
     seed, config, phases = SHIPPED_RECIPES[family]
-    d = new_model(family, seed=seed, **config)
-    for i, ph in enumerate(phases): train_dllm(d, out_dir=out_dir, save_every=250, phase=i, progress=progress, callback=callback, **ph)
+    start = _phases_done(family, out_dir) if resume else 0
+    d = load_dllm(out_dir) if start else new_model(family, seed=seed, **config)
+    for i, ph in enumerate(phases[start:], start):
+        train_dllm(d, out_dir=out_dir, save_every=250, phase=i, progress=progress, callback=callback, **ph)
     return d

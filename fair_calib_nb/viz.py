@@ -19,6 +19,7 @@ def _tok_text(tokenizer, ids):
     names = {tokenizer.mask_token_id: '▒', tokenizer.eos_token_id: '·', tokenizer.pad_token_id: ' '}
     return [names.get(i, toks[i]) for i in ids]
 
+# %% ../nbs/09_viz.ipynb #38dea17d
 def commit_timeline(trace:Trace, tokenizer, run:int=0, title:str=None) -> go.Figure:
     "Positions x steps for one run: state (masked / written now / written earlier), argmax token and its probability; a step slider highlights S_t."
     T = trace.steps
