@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = ROOT/'_proc'/'_mkdocs'          # generated mkdocs.yml + docs_dir (inside git-ignored _proc/)
 PLOTLY_JS = 'assets/plotly/plotly.min.js'  # where the site keeps plotly.js, relative to the site root
+WORKER_SHIM = 'assets/javascripts/iframe-worker-shim.js'   # our file:// search-worker shim (the offline plugin's is on unpkg.com)
 WIDGET_NOTE = ('<p class="nb-widget-note"><em>Interactive ipywidgets output: it needs a running kernel, so it is not '
                'shown here. Open this notebook in JupyterLab to use it.</em></p>')
 
@@ -180,6 +181,8 @@ def stage(proc: Path, cfg) -> list[dict]:
     js = docs/PLOTLY_JS
     js.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(Path(plotly.__file__).parent/'package_data'/'plotly.min.js', js)
+    shim = docs/WORKER_SHIM; shim.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT/'tools'/'iframe_worker_shim.js', shim)
     (STAGE/'pages.json').write_text(json.dumps(pages, indent=1))
     return pages
 
@@ -190,6 +193,7 @@ def mkdocs_config(cfg, pages) -> dict:
         'copyright': f"Copyright {cfg.get('copyright', '')}",
         'docs_dir': str(STAGE/'docs'), 'site_dir': str(ROOT/cfg.get('doc_path', '_docs')),
         'use_directory_urls': False, 'strict': False,
+        'extra': {'polyfills': [WORKER_SHIM]},   # named *iframe-worker*, so the offline plugin adds no remote shim
         'theme': {'name': 'material', 'font': False,   # font: false -> no Google fonts
                   'features': ['navigation.footer', 'search.highlight', 'content.code.copy'],
                   'palette': {'primary': 'indigo'}},
