@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser('report', formatter_class=F, help='rebuild report.html and results.md from a run directory'); r.add_argument('dir')
     d = sub.add_parser('dryrun', formatter_class=F, help='one block at a real size: time and peak memory, projected for the model')
     d.add_argument('size', nargs='?', default='llada-8b', help='llada-8b, dream-7b or a checkpoint directory')
-    d.add_argument('--n-calib', type=int, default=384); d.add_argument('--steps', type=int, default=3)
+    d.add_argument('--n-calib', type=int, default=256); d.add_argument('--steps', type=int, default=3)
     d.add_argument('--method', default='flatquant', choices=['rtn', 'quarot', 'flatquant'])
     d.add_argument('--weights', default='rtn', choices=['rtn', 'gptq'])
     d.add_argument('--device', default=None); d.add_argument('--trust-remote-code', action='store_true')
@@ -181,7 +181,7 @@ def main(argv=None):
     "Entry point of the `fair-calib` console script and of `python -m fair_calib_nb`."
     a = parse_args(argv)
     if a.dry_run is not None: a.command, a.size, a.n_calib, a.steps, a.method, a.weights, a.device, a.trust_remote_code = \
-        'dryrun', a.dry_run, 384, 3, 'flatquant', 'rtn', None, False
+        'dryrun', a.dry_run, 256, 3, 'flatquant', 'rtn', None, False
     try:
         precheck(a)
         logging.basicConfig(format='%(message)s', stream=sys.stderr)

@@ -83,7 +83,7 @@ def _quantize_block(block:nn.Module, qc) -> nn.Module:
 
 # %% ../nbs/22_dryrun.ipynb #28d4ab06
 def dry_run(size:str='llada-8b',           # a name in SIZES or a checkpoint directory
-            n_calib:int=384,                 # calibration rows (the default set: 128 per suite x 3 suites)
+            n_calib:int=256,                 # calibration rows (the default set: 128 per suite x 2 suites)
             seq_len:int=48,                  # tokens per row (MAX_PROMPT + GEN_LENGTH of the shipped suites)
             steps:int=3,                     # optimiser steps to time
             cfg:CalibConfig=None,            # Stage II settings (default: flatquant, W4A4 nf4)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_models.ipynb #1ef45e9e
 from __future__ import annotations
-import inspect, json, os
+import copy, inspect, json, os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,7 +15,7 @@ from .modeling import llada_attention_bias
 from .compat import remote_code_files, load_remote_model
 
 # %% auto #0
-__all__ = ['FAMILIES', 'DATA', 'SHIPPED', 'dream_attention_inputs', 'Family', 'family_of', 'get_module', 'DLLM',
+__all__ = ['FAMILIES', 'DATA', 'SHIPPED', 'dream_attention_inputs', 'Family', 'family_of', 'get_module', 'DLLM', 'save_tokenizer',
            'save_generation_config', 'resolve_model_path', 'load_dllm']
 
 # %% ../nbs/04_models.ipynb #1c5ff1ba
@@ -100,7 +100,7 @@ def _mask_id(model, tokenizer, name):
     if tokenizer.mask_token_id is None:
         tok = tokenizer.convert_ids_to_tokens(int(mid))
         if tok is None: raise ValueError(f'{name}: config mask_token_id={mid} is not in the tokenizer vocabulary ({len(tokenizer)} tokens)')
-        tokenizer.mask_token = tok
+        tokenizer.mask_token = tok; tokenizer._mask_from_config = True   # `save_tokenizer` leaves it out again
     elif tokenizer.mask_token_id != mid:
         raise ValueError(f'{name}: config mask_token_id={mid} but the tokenizer mask token {tokenizer.mask_token!r} has id {tokenizer.mask_token_id}')
     return int(mid)
@@ -164,6 +164,13 @@ def run_blocks(self:DLLM, h, attention_mask=None, start:int=0, stop:int=None):
     return h
 @patch
 def head(self:DLLM, h:torch.Tensor) -> torch.Tensor: return self._align(self.lm_head(self.norm(h)))
+
+# %% ../nbs/04_models.ipynb #8441bcf2
+def save_tokenizer(dllm:DLLM, path):
+    "Save the tokenizer as its checkpoint had it: a mask token taught from config.json (LLaDA's convention) is left out again."
+    tok = dllm.tokenizer
+    if getattr(tok, '_mask_from_config', False): tok = copy.deepcopy(tok); tok.mask_token = None
+    tok.save_pretrained(path)
 
 def save_generation_config(dllm:DLLM, path):
     "Dream-family checkpoints carry `generation_config.json` with the mask token id, as Dream's do; others nothing."

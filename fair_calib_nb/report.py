@@ -168,7 +168,7 @@ def models_table(names=('tiny-llada', 'tiny-dream'), markdown:bool=True):
     rows = []
     for m in names:
         p = resolve_model_path(m)/'eval.json'
-        if not p.exists(): raise FileNotFoundError(f'{p} is missing: score the model with `fair-calib eval {m}`')
+        if not p.exists(): raise FileNotFoundError(f'{p} is missing: score the model with `fair_calib_nb.evaluate.write_eval({str(p.parent)!r})`')
         e = json.loads(p.read_text()); window = e['decoding']['gen_length']
         for suite, acc in e['accuracy'].items():
             a = e['answers'].get(suite)

@@ -18,7 +18,7 @@ from transformers.utils.quantization_config import QuantizationConfigMixin
 from transformers.core_model_loading import ConversionOps
 from transformers.quantizers.quantizers_utils import get_module_from_name
 from .progress import logger
-from .models import DLLM, save_generation_config
+from .models import DLLM, save_generation_config, save_tokenizer
 from .compat import remote_code_files, fix_rotary_buffers
 from .prior import Prior
 from .quant import QuantLinear, QuantConfig, ActQuantizer, Student, BNB_FORMATS, quant_layers, deploy_model, set_module
@@ -307,7 +307,7 @@ def _provenance(student) -> dict:
 
 def _write(dllm:DLLM, path:Path, provenance):
     attach_quantizer(dllm, provenance); path.mkdir(parents=True)
-    dllm.model.save_pretrained(path); dllm.tokenizer.save_pretrained(path)
+    dllm.model.save_pretrained(path); save_tokenizer(dllm, path)
     src = getattr(dllm.model.config, '_name_or_path', None)
     for f in (remote_code_files(src) if src and (Path(src)/'config.json').exists() else []): shutil.copy(Path(src)/f, path/f)
     save_generation_config(dllm, path)
@@ -346,6 +346,9 @@ def load_student(path, trust_remote_code:bool=False, partial:bool=False) -> Stud
     else: model = AutoModel.from_pretrained(path, local_files_only=True)
     q = model.config.quantization_config; prov = q.provenance or {}
     log = prov.get('calib_log'); prior = Prior.from_dict(prov['prior']) if prov.get('prior') else None
+    if not any((path/f).exists() for f in ('tokenizer.json', 'tokenizer_config.json')):
+        raise FileNotFoundError(f'{path} has no tokenizer (tokenizer.json / tokenizer_config.json): `model.save_pretrained` writes '
+                                'only the model; save the tokenizer beside it with `tokenizer.save_pretrained`')
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=bool(remote))
     st = Student(model, tok, q.name, QuantConfig.from_dict(q.quant) if q.quant else None, log, prior)
     if log is not None and log.get('done', len(st.blocks)) < len(st.blocks) and not partial:
@@ -372,5 +375,5 @@ def export_bnb(student:DLLM, path) -> Path:
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     cfg = student.model.config.__class__.from_dict(student.model.config.to_dict())
     cfg.quantization_config, cfg.architectures = qc.to_dict(), [type(student.model).__name__]
-    cfg.save_pretrained(path); save_file(sd, str(path/'model.safetensors'), metadata={'format': 'pt'}); student.tokenizer.save_pretrained(path)
+    cfg.save_pretrained(path); save_file(sd, str(path/'model.safetensors'), metadata={'format': 'pt'}); save_tokenizer(student, path)
     return path

@@ -10,7 +10,7 @@ import torch, torch.nn.functional as F
 from .progress import progress_bar
 from .tasks import GEN_LENGTH, MAX_PROMPT, MIN_LEN, SUITES, make_splits, sample_train, encode_batch, held_out, build_tokenizer
 from .modeling import TinyLLaDAConfig, TinyLLaDAModelLM, TinyDreamConfig, TinyDreamModel
-from .models import DLLM, load_dllm, save_generation_config
+from .models import DLLM, load_dllm, save_generation_config, save_tokenizer
 
 # %% auto #0
 __all__ = ['SHIPPED_RECIPES', 'diffusion_loss', 'new_model', 'lr_lambda', 'train_step', 'train_dllm', 'save_checkpoint',
@@ -96,7 +96,7 @@ def train_dllm(dllm:DLLM,                 # model to train (in place)
 def save_checkpoint(dllm:DLLM, out_dir, log:list, recipe:dict, phase:int=0):
     "`save_pretrained` the model and tokenizer, plus the recipe and loss log of each training phase."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    dllm.model.save_pretrained(out); dllm.tokenizer.save_pretrained(out); save_generation_config(dllm, out)
+    dllm.model.save_pretrained(out); save_tokenizer(dllm, out); save_generation_config(dllm, out)
     phases = training_phases(out)[:phase] if phase else []
     phases.append(dict(recipe=recipe, steps_done=log[-1]['step'], seconds=log[-1]['seconds'], log=log[::10] + log[-1:]))
     (out/'training.json').write_text(json.dumps(dict(phases=phases), indent=1))
