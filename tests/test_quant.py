@@ -169,7 +169,8 @@ def test_quantlinear_deploy_matches(dream, qt):
 def test_quantlinear_errors(llada):
     lin = llada.blocks[0].q_proj
     with pytest.raises(ValueError, match='int4 layers stay in fake-quant'): QuantLinear.from_linear(lin, 'int4').deploy()
-    with pytest.raises(ValueError, match='does not divide the input dim 192 of blk.q'): QuantLinear.from_linear(torch.nn.Linear(192, 64), blocksize=128, name='blk.q')
+    with pytest.raises(ValueError, match='does not divide the input dim 192 of blk.q'):
+        QuantLinear.from_linear(torch.nn.Linear(192, 64), blocksize=128, name='blk.q')
     ql = QuantLinear.from_linear(lin).deploy()
     with pytest.raises(ValueError, match='is deployed'): ql.add_weight_clip()
 

@@ -2,6 +2,7 @@
 """The experiments behind notebook 30_results and the README, scripted and resumable (each run directory is a
 `fair-calib run` output, continued with --resume if it exists). Run one experiment at a time, alone on the machine:
 
+    python tools/protocol.py default           # the default `fair-calib` run on each model (W4A4: rtn, quarot, flatquant, fair; seed 0)
     python tools/protocol.py foundation        # RTN W4A16 / W4A8 / W4A4 and the FP teacher (first 200 test problems per suite)
     python tools/protocol.py gptq              # rtn vs gptq weights for rtn, quarot, flatquant, fair at W4A16 and W4A4, seeds 0-2
     python tools/protocol.py noise             # flatquant's seed and thread spread, before and after the lower-noise settings (val)
@@ -19,7 +20,7 @@ NOISE_CHOICE = dict(n_calib=256, epochs=16, calib=['lr=1e-3'])
 
 def experiments(models):
     "`{name: [(run dir, fair-calib run arguments)]}`."
-    ex = {}
+    ex = {'default': [(f'default/{m}', ['--model', m]) for m in models]}   # `fair-calib --model M`: rtn, quarot, flatquant, fair at W4A4, seed 0
     ex['foundation'] = [(f'foundation/{m}-{s}', ['--model', m, '--methods', 'rtn', '--scheme', s]) for m in models for s in ('W4A16', 'W4A8', 'W4A4')]
     four = ['--methods', 'rtn', 'quarot', 'flatquant', 'fair', '--seeds', '0', '1', '2']
     ex['gptq'] = [(f'gptq/{m}-{s}-{w}', ['--model', m, '--scheme', s, '--weights', w] + four)
@@ -62,7 +63,7 @@ def collect(out:Path):
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('experiment', choices=['foundation', 'gptq', 'noise', 'val', 'confirm', 'collect'])
+    ap.add_argument('experiment', choices=['default', 'foundation', 'gptq', 'noise', 'val', 'confirm', 'collect'])
     ap.add_argument('--models', nargs='+', default=MODELS); ap.add_argument('--out', default='runs')
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--dry', action='store_true')
     ap.add_argument('--best', default=None, help='confirm: the method chosen on the validation split (e.g. decision)')
