@@ -52,7 +52,7 @@ METHODS = {m.name: m for m in [
            'decoding states: w = 1 + lambda0 [i in C_t] + lambda1 (1 - margin_t(i)) at masked active-block positions, floor elsewhere'),
 ]}
 PRIOR_METHODS = tuple(n for n, m in METHODS.items() if m.weighting != 'uniform')
-DEFAULT_METHOD = 'fair'   # the shipped default: the method the validation split chose (notebook 30_results); `paper` stays the paper's reading
+DEFAULT_METHOD = 'fair'   # the shipped default: the paper's method until the validation protocol (30_results) has chosen; `paper` is its alias
 
 def prior_config(method:str, base:PriorConfig=None) -> PriorConfig:
     "The `PriorConfig` that `method` calibrates with: `base` (defaults) plus the method's fields."
