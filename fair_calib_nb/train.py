@@ -115,9 +115,9 @@ SHIPPED_RECIPES = {   # family: (init seed, config overrides, [training phases])
     # the learning rate the 3600-step schedule had reached, over the 2600 steps left
     'tiny-llada': (0, {}, [dict(steps=3600, lr=1.5e-3, warmup=200, seed=0, max_steps=1000, **_SUITES),
                            dict(steps=2600, lr=1.25e-3, warmup=50, seed=100, **_SUITES)]),
-    # tiny-dream: 2400 steps to fit the session that trained it, three sort problems to one walk (tiny-llada learned
+    # tiny-dream: 2000 steps to fit the session that trained it, three sort problems to one walk (tiny-llada learned
     # walk by step 1000 and sort much later)
-    'tiny-dream': (1, {}, [dict(steps=2400, lr=1.5e-3, warmup=200, seed=1, **{**_SUITES, 'suite_weights': {'sort': 3, 'walk': 1}})]),
+    'tiny-dream': (1, {}, [dict(steps=2000, lr=1.5e-3, warmup=200, seed=1, **{**_SUITES, 'suite_weights': {'sort': 3, 'walk': 1}})]),
 }
 
 def _phases_done(family:str, out_dir) -> int:
