@@ -8,7 +8,7 @@ import contextlib, inspect, json, sys
 from pathlib import Path
 import torch
 from transformers import AutoConfig, GenerationConfig
-from transformers.dynamic_module_utils import get_class_from_dynamic_module
+from transformers.dynamic_module_utils import get_class_from_dynamic_module, get_relative_import_files
 from .progress import warn_once
 
 # %% auto #0
@@ -17,10 +17,12 @@ __all__ = ['remote_code_files', 'fix_config', 'fix_model_class', 'fix_generation
 
 # %% ../nbs/03_compat.ipynb #4c31d86c
 def remote_code_files(path) -> list:
-    "The modeling files a checkpoint directory's `auto_map` points at (empty when it needs no remote code)."
+    "The code files of a checkpoint directory: those its `auto_map` names and what they import relatively (empty: no remote code)."
     p = Path(path); cfg = json.loads((p/'config.json').read_text())
-    mods = {ref.split('--')[-1].split('.')[0] for ref in (cfg.get('auto_map') or {}).values() if isinstance(ref, str)}
-    return sorted(f'{m}.py' for m in mods)
+    files = {f'{ref.split("--")[-1].split(".")[0]}.py' for ref in (cfg.get('auto_map') or {}).values() if isinstance(ref, str)}
+    for f in list(files):
+        if (p/f).exists(): files |= {Path(r).name for r in get_relative_import_files(str(p/f))}   # e.g. Dream's generation_utils.py
+    return sorted(files)
 
 def _fix(name:str, detail:str):
     warn_once(f'fair-calib-nb compat: {name}: {detail}', key=name)
@@ -33,11 +35,16 @@ def fix_config(config):
     return config
 
 def fix_model_class(cls):
-    "Patch a remote model class in place: `post_init()` after `__init__` if it is never called, `tie_weights(**new keywords)`."
+    "Patch a remote model class in place: `post_init()` after `__init__` if never called, `tie_weights(**new keywords)`, tied keys as a dict."
     if getattr(cls, '_fair_calib_compat', False): return cls
     init = cls.__init__
     def __init__(self, *a, **kw):
         init(self, *a, **kw)
+        tied = getattr(self, '_tied_weights_keys', None)
+        if isinstance(tied, (list, tuple)):
+            emb = self.get_input_embeddings(); src = next((f'{n}.weight' for n, m in self.named_modules() if m is emb), None)
+            self._tied_weights_keys = {k: src for k in tied} if src else {}
+            _fix(f'{cls.__name__}._tied_weights_keys', 'a list (transformers 4): made the {target: source} dict transformers 5 saves with')
         if not hasattr(self, 'all_tied_weights_keys'):
             _fix(f'{cls.__name__}.post_init', 'the model never calls post_init(); called after __init__'); self.post_init()
     cls.__init__ = __init__
@@ -151,6 +158,7 @@ class DreamGenerationConfig(GenerationConfig):
     def validate(self, is_init=False): pass                           # the transformers 4 signature (habit 5)
 class DreamModel(TinyDreamModel):
     config_class = DreamConfig
+    _tied_weights_keys = ['lm_head.weight']                           # a list, the transformers 4 form (habit 7)
     def __init__(self, config):
         inv_freq, _ = ROPE_INIT_FUNCTIONS['default'](config)          # transformers 5 has no 'default' (habit 4)
         super().__init__(config)

@@ -47,7 +47,7 @@ def test_remote_code_directory_through_the_compat_layer(tmp_path, family):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always'); m = load_dllm(d, trust_remote_code=True)
     fixes = [str(i.message) for i in w if 'fair-calib-nb compat' in str(i.message)]
-    assert len(fixes) == 3 and m.family.name == family
+    assert len(fixes) == (3 if family == 'llada' else 4) and m.family.name == family
     ref = load_dllm(f'tiny-{family}'); b = _batch(ref)
     with torch.no_grad(): assert torch.equal(m.logits(b['x'], b['attention_mask']), ref.logits(b['x'], b['attention_mask']))
 
