@@ -77,6 +77,6 @@ def test_bad_checkpoints_are_refused(tmp_path):
     (tmp_path/'config.json').write_text(json.dumps({'model_type': 'gpt2', 'architectures': ['GPT2LMHeadModel']}))
     with pytest.raises(ValueError, match="model_type 'gpt2'.*GPT2LMHeadModel"): load_dllm(tmp_path)
     d = tmp_path/'nomask'; shutil.copytree(DATA/'tiny-llada', d)                     # LLaDA's tokenizer has no mask token:
-    cfg = json.loads((d/'config.json').read_text()); cfg.pop('mask_token_id'); (d/'config.json').write_text(json.dumps(cfg))
+    cfg = json.loads((d/'config.json').read_text()); cfg['mask_token_id'] = None; (d/'config.json').write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match='names a mask token'): load_dllm(d)       # without the config's id, nothing does
     with pytest.raises(ValueError, match='exceeds the maximum length'): load_dllm('tiny-llada').logits(torch.full((1, 200), 9))
