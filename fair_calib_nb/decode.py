@@ -69,7 +69,7 @@ def validate(self:DecodeConfig):
     return self
 
 # %% ../nbs/06_decode.ipynb #6de7df3b
-_FIELDS = ('commit_step', 'tokens', 'argmax', 'prob', 'entropy', 'margin', 'topk_ids', 'topk_logits', 'prompt', 'attention_mask')
+_FIELDS = ('commit_step', 'tokens', 'argmax', 'prob', 'entropy', 'margin', 'topk_ids', 'topk_logits', 'logp', 'prompt', 'attention_mask')
 
 @dataclass
 class Trace:
@@ -81,7 +81,7 @@ class Trace:
     pad_id:int=0                              # token id of the prompt's left padding
     vocab_size:int=None                       # V of the model (normalises entropy)
     model:str=''
-    topk_ids:torch.Tensor=None; topk_logits:torch.Tensor=None
+    topk_ids:torch.Tensor=None; topk_logits:torch.Tensor=None; logp:torch.Tensor=None
 
     @property
     def batch_size(self): return self.tokens.shape[0]
@@ -159,7 +159,7 @@ def _load_trace(path) -> Trace:
 Trace.load = staticmethod(_load_trace)
 
 # %% ../nbs/06_decode.ipynb #59182d65
-def _record(logits, P, topk):
+def _record(logits, P, topk, logprobs=False):
     "Prediction summary at the window positions of one step's logits (B, L, V)."
     lw = logits[:, P:].float(); p = lw.softmax(-1)
     top = p.topk(2, -1)
@@ -167,6 +167,7 @@ def _record(logits, P, topk):
     out = dict(argmax=top.indices[..., 0], prob=top.values[..., 0], entropy=ent, margin=top.values[..., 0] - top.values[..., 1])
     if topk:
         tl = lw.topk(topk, -1); out.update(topk_ids=tl.indices, topk_logits=tl.values)
+    if logprobs: out['logp'] = lw.log_softmax(-1)
     return out
 
 def _commit(confidence, k):
@@ -196,7 +197,7 @@ def add_gumbel_noise(logits, temperature, generator=None):
 # %% ../nbs/06_decode.ipynb #dee6494c
 @torch.no_grad()
 def llada_generate(dllm:DLLM, x:torch.Tensor, attention_mask:torch.Tensor, prompt_length:int, cfg:DecodeConfig,
-                   generator:torch.Generator=None, record:bool=False, topk:int=0, bar=None):
+                   generator:torch.Generator=None, record:bool=False, topk:int=0, bar=None, logprobs:bool=False):
     "LLaDA's `generate` on a batch `x` (B, P+G) whose window is all `[MASK]`; returns `(x, record dict or None)`."
     x, P, mid = x.clone(), prompt_length, dllm.mask_id
     B, L = x.shape; bl, spb = cfg.block_length, cfg.steps // cfg.num_blocks
@@ -212,7 +213,7 @@ def llada_generate(dllm:DLLM, x:torch.Tensor, attention_mask:torch.Tensor, promp
                 lg, un = dllm.logits(torch.cat([x, un_x]), torch.cat([attention_mask, attention_mask])).chunk(2)
                 logits = un + (cfg.cfg_scale + 1) * (lg - un)
             else: logits = dllm.logits(x, attention_mask)
-            if record: recs.append(_record(logits, P, topk))
+            if record: recs.append(_record(logits, P, topk, logprobs))
             x0 = add_gumbel_noise(logits, cfg.temperature, generator).argmax(-1)
             wide = cfg.confidence_dtype == 'float64'
             if cfg.remasking == 'low_confidence':
@@ -265,7 +266,7 @@ def sample_tokens(logits, cfg:DecodeConfig, generator=None, kind:str='prob'):
 # %% ../nbs/06_decode.ipynb #7ce8cb2b
 @torch.no_grad()
 def dream_generate(dllm:DLLM, x:torch.Tensor, attention_mask:torch.Tensor, prompt_length:int, cfg:DecodeConfig,
-                   generator:torch.Generator=None, record:bool=False, topk:int=0, bar=None):
+                   generator:torch.Generator=None, record:bool=False, topk:int=0, bar=None, logprobs:bool=False):
     "Dream's `diffusion_generate` on a batch `x` (B, P+G) whose window is all `[MASK]`; returns `(x, record dict or None)`."
     x, P, mid = x.clone(), prompt_length, dllm.mask_id
     B, L = x.shape; bl, spb = cfg.block_length, cfg.steps // cfg.num_blocks
@@ -277,7 +278,7 @@ def dream_generate(dllm:DLLM, x:torch.Tensor, attention_mask:torch.Tensor, promp
         for i in range(spb):
             mask_index = x == mid; mask_index[:, hi:] = False
             logits = dllm.logits(x, attention_mask)
-            if record: recs.append(_record(logits, P, topk))
+            if record: recs.append(_record(logits, P, topk, logprobs))
             t, s = timesteps[i], timesteps[i+1]
             before = x.clone()
             if kind is None:   # 'origin': each masked position is written with probability 1 - s/t
@@ -311,9 +312,9 @@ class Generation:
     answers:list; x:torch.Tensor; prompt_length:int; trace:Trace=None
 
 def generate(dllm:DLLM, prompts:list, cfg:DecodeConfig=None, batch_size:int=256, seed:int=0,
-             record:bool=False, topk:int=0, progress:bool=None, desc:str=None) -> Generation:
+             record:bool=False, topk:int=0, progress:bool=None, desc:str=None, logprobs:bool=False) -> Generation:
     "Decode `prompts` (strings) with `cfg` (default: the model family's sampler); one progress bar over every denoising step."
-    cfg = (cfg or default_decoding(dllm)).validate()
+    cfg = (cfg or default_decoding(dllm)).validate(); record = record or logprobs
     if not len(prompts): raise ValueError('generate got no prompts')
     gen = torch.Generator().manual_seed(seed)
     P = max(len(dllm.tokenizer(p, add_special_tokens=False)['input_ids']) for p in prompts)
@@ -324,7 +325,7 @@ def generate(dllm:DLLM, prompts:list, cfg:DecodeConfig=None, batch_size:int=256,
     with progress_bar(total=len(starts) * cfg.steps, progress=progress, desc=desc or f'decode {dllm.name}', unit='step') as bar:
         for s in starts:
             b = encode_batch(dllm.tokenizer, prompts[s:s+batch_size], None, cfg.gen_length, P)
-            x, rec = SAMPLERS[cfg.sampler](dllm, b['x'], b['attention_mask'], P, cfg, gen, record, topk, bar)
+            x, rec = SAMPLERS[cfg.sampler](dllm, b['x'], b['attention_mask'], P, cfg, gen, record, topk, bar, logprobs)
             xs.append(x)
             if record: recs.append(Trace(**rec, tokens=x[:, P:], prompt=b['x'][:, :P],
                                          attention_mask=b['attention_mask'], mask_id=dllm.mask_id, config=cfg,

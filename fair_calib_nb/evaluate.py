@@ -14,9 +14,9 @@ from .decode import DecodeConfig, Trace, default_decoding, generate
 from .frontier import stability_lag, answer_positions, block_index
 
 # %% auto #0
-__all__ = ['METRICS', 'HEADLINE', 'Metric', 'metric', 'task_accuracy', 'answer_agreement', 'write_eval', 'check_same_vocab',
-           'window_logprobs', 'TeacherForced', 'teacher_forced', 'frontier_counts', 'pool_counts',
-           'own_trajectory_metrics', 'evaluate_student']
+__all__ = ['METRICS', 'HEADLINE', 'Metric', 'metric', 'decode_suites', 'score_suites', 'task_accuracy', 'answer_agreement',
+           'write_eval', 'check_same_vocab', 'window_logprobs', 'state_logprobs', 'TeacherForced', 'teacher_forced',
+           'frontier_counts', 'pool_counts', 'own_trajectory_metrics', 'evaluate_student']
 
 # %% ../nbs/08_evaluate.ipynb #199f938b
 @dataclass(frozen=True)
@@ -49,6 +49,22 @@ def metric(name:str) -> Metric:
     raise ValueError(f'unknown metric {name!r}; known: {sorted(METRICS)}, acc_<suite>, <metric>_b<block>')
 
 # %% ../nbs/08_evaluate.ipynb #86613426
+def decode_suites(dllm:DLLM, splits:dict=None, split:str='test', cfg:DecodeConfig=None, limit:int=None,
+                  batch_size:int=256, seed:int=0, progress:bool=None, logprobs:bool=False) -> dict:
+    "`{suite: Generation}` for the first `limit` problems of each suite's `split` (traces with full log-probs if `logprobs`)."
+    splits = splits or make_splits(0); cfg = cfg or default_decoding(dllm); out = {}
+    for name, d in splits.items():
+        prompts = d[split].prompts[:limit]
+        if not prompts: raise ValueError(f'suite {name!r} has an empty {split} split')
+        out[name] = generate(dllm, prompts, cfg, batch_size=batch_size, seed=seed, progress=progress,
+                             desc=f'{dllm.name} {name}', logprobs=logprobs)
+    return out
+
+def score_suites(splits:dict, split:str, answers:dict, limit:int=None) -> dict:
+    "Exact-match accuracy of `{suite: answers}` against the first `limit` gold answers of each suite, plus their `mean`."
+    acc = {s: get_suite(s).score(a, splits[s][split].answers[:limit]) for s, a in answers.items()}
+    acc['mean'] = sum(acc.values()) / len(acc); return acc
+
 def task_accuracy(dllm:DLLM,              # model to score
                   splits:dict=None,        # from `make_splits` (default: seed 0)
                   split:str='test',        # 'test', 'val' or 'calib'
@@ -57,14 +73,9 @@ def task_accuracy(dllm:DLLM,              # model to score
                   batch_size:int=256, seed:int=0, progress:bool=None,
                   return_answers:bool=False) -> dict:
     "Exact-match accuracy per suite, plus their `mean` (and the answers per suite with `return_answers`)."
-    splits = splits or make_splits(0); cfg = cfg or default_decoding(dllm)
-    acc, answers = {}, {}
-    for name, d in splits.items():
-        sp = d[split]; prompts, gold = sp.prompts[:limit], sp.answers[:limit]
-        if not prompts: raise ValueError(f'suite {name!r} has an empty {split} split')
-        out = generate(dllm, prompts, cfg, batch_size=batch_size, seed=seed, progress=progress, desc=f'{dllm.name} {name}')
-        acc[name] = get_suite(name).score(out.answers, gold); answers[name] = out.answers
-    acc['mean'] = sum(acc.values()) / len(acc)
+    splits = splits or make_splits(0)
+    answers = {s: g.answers for s, g in decode_suites(dllm, splits, split, cfg, limit, batch_size, seed, progress).items()}
+    acc = score_suites(splits, split, answers, limit)
     return (acc, answers) if return_answers else acc
 
 def answer_agreement(a:dict, b:dict) -> dict:
@@ -98,15 +109,21 @@ def window_logprobs(dllm:DLLM, trace:Trace, chunk:int=128) -> torch.Tensor:
     if not torch.isfinite(out).all(): raise ValueError(f'{dllm.name} produced NaN/inf logits on teacher-forced states')
     return out.reshape(B, T, G, -1)
 
+def state_logprobs(dllm:DLLM, trace:Trace) -> torch.Tensor:
+    "`dllm`'s log-probs (B, T, G, V) on the states of its own `trace`: the ones it kept while decoding, else `window_logprobs`."
+    if trace.logp is None or trace.config.cfg_scale or trace.model != dllm.name: return window_logprobs(dllm, trace)
+    if not torch.isfinite(trace.logp).all(): raise ValueError(f'{dllm.name} produced NaN/inf logits while decoding')
+    return trace.logp
+
 @dataclass
 class TeacherForced:
-    "A teacher's trace on some prompts plus its cached log-probabilities on every state, and its end-of-answer token."
-    teacher:str; trace:Trace; logp:torch.Tensor; eos_id:int
+    "A teacher's trace on some prompts, its log-probabilities on every state, its end-of-answer token and its answers."
+    teacher:str; trace:Trace; logp:torch.Tensor; eos_id:int; answers:list=None
 
 def teacher_forced(teacher:DLLM, prompts:list, cfg:DecodeConfig=None, seed:int=0, progress:bool=False) -> TeacherForced:
-    "Decode `prompts` with the teacher (recording) and cache its log-probs on each state."
-    tr = generate(teacher, prompts, cfg or default_decoding(teacher), seed=seed, record=True, progress=progress).trace
-    return TeacherForced(teacher.name, tr, window_logprobs(teacher, tr), teacher.tokenizer.eos_token_id)
+    "Decode `prompts` with the teacher once, keeping its trace, its log-probs on each state and its answers."
+    g = generate(teacher, prompts, cfg or default_decoding(teacher), seed=seed, logprobs=True, progress=progress)
+    return TeacherForced(teacher.name, g.trace, state_logprobs(teacher, g.trace), teacher.tokenizer.eos_token_id, g.answers)
 
 # %% ../nbs/08_evaluate.ipynb #e0538818
 def _scoped(name, sel, flips, hits, kl, masked, rate, valid, never):
@@ -135,11 +152,11 @@ def pool_counts(counts:list) -> dict:
     return {n: a / b if b else float('nan') for n, (a, b) in tot.items()}
 
 # %% ../nbs/08_evaluate.ipynb #2b79f9aa
-def own_trajectory_metrics(teacher:DLLM, student:DLLM, prompts:list, cfg:DecodeConfig=None, seed:int=0) -> dict:
+def own_trajectory_metrics(teacher:DLLM, student:DLLM, prompts:list=None, cfg:DecodeConfig=None, seed:int=0,
+                           trace:Trace=None) -> dict:
     "Probability-MSE vs steps since the first false commit, and the student's stability lag, on its own trajectory."
-    cfg = cfg or default_decoding(teacher)
-    tr = generate(student, prompts, cfg, seed=seed, record=True, progress=False).trace
-    s_lp, t_lp = window_logprobs(student, tr), window_logprobs(teacher, tr)
+    tr = trace if trace is not None else generate(student, prompts, cfg or default_decoding(teacher), seed=seed, logprobs=True, progress=False).trace
+    s_lp, t_lp = state_logprobs(student, tr), window_logprobs(teacher, tr)
     mse = ((s_lp.exp() - t_lp.exp()) ** 2).sum(-1)                        # (B, T, G)
     masked = tr.masked(); mse_t = (mse * masked).sum(2) / masked.sum(2).clamp_min(1)   # (B, T) over masked positions
     false = tr.frontier() & (tr.tokens[:, None, :] != t_lp.argmax(-1))     # commits the teacher disagrees with
@@ -153,15 +170,18 @@ def own_trajectory_metrics(teacher:DLLM, student:DLLM, prompts:list, cfg:DecodeC
 
 # %% ../nbs/08_evaluate.ipynb #623d7f04
 def evaluate_student(teacher:DLLM, student:DLLM, splits:dict=None, limit:int=None, cfg:DecodeConfig=None,
-                     tf:dict=None, teacher_answers:dict=None, seed:int=0, progress:bool=None, split:str='test') -> dict:
-    "Accuracy, answer agreement with the teacher and the teacher-forced frontier metrics (see above)."
+                     tf:dict=None, teacher_answers:dict=None, seed:int=0, progress:bool=None, split:str='test',
+                     n_lag:int=0) -> dict:
+    "Accuracy, answer agreement, teacher-forced frontier metrics and, with `n_lag`, own-trajectory metrics (see above)."
     check_same_vocab(teacher, student)
     splits = splits or make_splits(0); cfg = cfg or default_decoding(teacher)
-    acc, ans = task_accuracy(student, splits, split, cfg, limit, seed=seed, progress=progress, return_answers=True)
-    if teacher_answers is None: _, teacher_answers = task_accuracy(teacher, splits, split, cfg, limit, seed=seed, progress=False, return_answers=True)
+    gens = decode_suites(student, splits, split, cfg, limit, seed=seed, progress=progress, logprobs=n_lag > 0)
+    ans = {s: g.answers for s, g in gens.items()}; acc = score_suites(splits, split, ans, limit)
     tf = tf or {s: teacher_forced(teacher, d[split].prompts[:limit], cfg, seed) for s, d in splits.items()}
+    if teacher_answers is None: teacher_answers = {s: t.answers for s, t in tf.items()}
     counts = {s: frontier_counts(t, window_logprobs(student, t.trace)) for s, t in tf.items()}
     frontier = pool_counts(list(counts.values()))
     agree = answer_agreement(ans, teacher_answers)
     metrics = dict(acc_mean=acc['mean'], agreement=agree['mean'], **{f'acc_{s}': acc[s] for s in splits}, **frontier)
-    return dict(accuracy=acc, agreement=agree, frontier_counts=counts, metrics=metrics)
+    own = own_trajectory_metrics(teacher, student, trace=Trace.cat([g.trace[:n_lag] for g in gens.values()])) if n_lag else None
+    return dict(accuracy=acc, agreement=agree, frontier_counts=counts, metrics=metrics, trajectory=own)

@@ -13,7 +13,7 @@ from .tasks import make_splits, calib_pairs
 from .models import DLLM, load_dllm, resolve_model_path
 from .decode import default_decoding
 from .frontier import stability_lag
-from .evaluate import task_accuracy, teacher_forced, evaluate_student, own_trajectory_metrics, frontier_counts, pool_counts, HEADLINE
+from .evaluate import score_suites, teacher_forced, evaluate_student, frontier_counts, pool_counts, HEADLINE
 from .viz import lag_ccdf_figure, prior_figure
 from .prior import Prior, PriorConfig, build_prior, model_fingerprint
 from .calib import CalibConfig, DEFAULT_METHOD, METHODS, PRIOR_METHODS, prior_config, calibrate
@@ -65,7 +65,7 @@ class PipelineConfig:
     seeds:tuple = (0,)
     n_calib:int = 128              # calibration pairs per suite
     limit:int = 200                # evaluation problems per suite (0: the whole split)
-    n_lag:int = 64                 # evaluation prompts per suite decoded by each student for its stability lag (0: skip)
+    n_lag:int = 64                 # evaluation prompts per suite whose student decode also gives its stability lag (0: skip)
     eval_split:str = 'test'        # 'test', or 'val' (the validation split, for choosing settings)
     calib:dict = field(default_factory=dict)   # further CalibConfig fields (lr, batch_size, blocksize, keep, prompt_floor, ...)
     prior:dict = field(default_factory=dict)   # further PriorConfig fields (boost, lambda1, scope, prompt_floor, ...)
@@ -157,8 +157,8 @@ def teacher_reference(teacher:DLLM, splits:dict, progress:bool=None, out:Path=No
         if ref.get('fingerprint') == model_fingerprint(teacher): return dict(ref, lag=torch.tensor(ref['lag']), tf=None, reused=True)
     dec, times = default_decoding(teacher), {}
     with stage(times, 'teacher_eval'):
-        acc, answers = task_accuracy(teacher, splits, 'eval', dec, progress=progress, return_answers=True)
-        tf = teacher_states(teacher, splits, progress)
+        tf = teacher_states(teacher, splits, progress)     # one decode per suite: answers, trace and log-probs
+        answers = {s: t.answers for s, t in tf.items()}; acc = score_suites(splits, 'eval', answers)
     lag = torch.cat([stability_lag(t.trace) for t in tf.values()])
     own = pool_counts([frontier_counts(t, t.logp) for t in tf.values()])     # the teacher against itself: its own post-commit movement
     metrics = dict(acc_mean=acc['mean'], agreement=1.0, **{f'acc_{s}': acc[s] for s in splits}, **own)
@@ -183,9 +183,9 @@ def run_one(teacher:DLLM, splits:dict, ref:dict, cfg:PipelineConfig, method:str,
     times = {}
     with stage(times, 'calibrate'): student = _student(teacher, splits, cfg, method, seed, prior, out, resume, progress)
     with stage(times, 'evaluate'):
-        row = evaluate_student(teacher, student, splits, tf=ref['tf'], teacher_answers=ref['answers'], progress=progress, split='eval')
-        lag_prompts = [p for d in splits.values() for p in d['eval'].prompts[:cfg.n_lag]]
-        own = own_trajectory_metrics(teacher, student, lag_prompts) if cfg.n_lag else None
+        row = evaluate_student(teacher, student, splits, tf=ref['tf'], teacher_answers=ref['answers'], progress=progress,
+                               split='eval', n_lag=cfg.n_lag)
+        own = row.pop('trajectory')
     row.update(method=method, seed=seed, student=student.name, times=times,
                calib_blocks=[{k: b[k] for k in ('block', 'seconds', 'mse')} for b in student.calib_log['blocks']],
                prior_spread=prior.spread if prior is not None else None, prior_config=prior.config if prior is not None else None,
