@@ -282,7 +282,7 @@ def _set_kernel(self:QuantLinear, lin, bf16_cpu_kernel):
 def _restore_bnb_layout(self:QuantLinear):
     "Undo bitsandbytes' in-place repacking for its bf16 CPU kernel, putting back the float32 absmax it replaced."
     lin = self.linear4bit
-    if lin is None or not getattr(lin.weight.quant_state, 'packing_format_for_cpu', False): return
+    if lin is None or not getattr(getattr(lin.weight, 'quant_state', None), 'packing_format_for_cpu', False): return
     data, qs = BF._convert_weight_packed_for_cpu_inverse(lin.weight.data, lin.weight.quant_state)
     qs.absmax = self._absmax_fp32  # bitsandbytes' own inverse leaves it in bf16, transposed
     lin.weight.data, lin.weight.quant_state = data, qs

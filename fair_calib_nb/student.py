@@ -15,7 +15,7 @@ from transformers import AutoModel, AutoTokenizer, BitsAndBytesConfig
 from transformers.quantizers import HfQuantizer
 from transformers.quantizers.auto import register_quantization_config, register_quantizer, AUTO_QUANTIZATION_CONFIG_MAPPING, AUTO_QUANTIZER_MAPPING
 from transformers.utils.quantization_config import QuantizationConfigMixin
-from transformers.core_model_loading import ConversionOps
+from transformers.core_model_loading import ConversionOps, WeightConverter
 from transformers.quantizers.quantizers_utils import get_module_from_name
 from .progress import logger
 from .models import DLLM, save_generation_config, save_tokenizer
@@ -232,8 +232,8 @@ class FairCalibDeserialize(ConversionOps):
 class FairCalibHfQuantizer(HfQuantizer):
     "Loads and saves fair-calib students (see above)."
     requires_calibration = True   # only pre-quantized checkpoints: nothing is quantized on the fly
-    serialized_names = {'weight': ['weight', 'weight.absmax', 'weight.quant_map', 'weight.quant_state.bitsandbytes__nf4',
-                                   'weight.quant_state.bitsandbytes__fp4']}
+    serialized_names = {'weight': ['weight.absmax', 'weight.quant_map', 'weight.quant_state.bitsandbytes__nf4',
+                                   'weight.quant_state.bitsandbytes__fp4', 'weight']}   # 'weight' last: older releases match in order
     def validate_environment(self, *args, **kwargs):
         if not transformers.utils.is_bitsandbytes_available():
             raise ImportError('fair_calib students hold bitsandbytes Linear4bit layers: pip install bitsandbytes')
@@ -245,6 +245,8 @@ class FairCalibHfQuantizer(HfQuantizer):
         module, name = get_module_from_name(model, param_name)
         return isinstance(module, bnb.nn.Linear4bit) and name == 'weight'
     def get_load_operations(self): return {'deserialize': FairCalibDeserialize}
+    def get_weight_conversions(self):   # spelled out: releases before 5.2x have no `get_load_operations` and would load nothing
+        return [WeightConverter(self.serialized_names['weight'], 'weight', [FairCalibDeserialize(self)])] if self.pre_quantized else []
     def is_serializable(self): return True
     @property
     def is_trainable(self) -> bool: return False

@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""The checks that need a GPU (CI has none): run on a CUDA machine, they print one JSON line per check.
+
+1. Saved students (bitsandbytes `Linear4bit`, NF4 W4A16 and W4A4 with our activation quantizer and FlatQuant transforms)
+   on bitsandbytes' CUDA kernels against the same checkpoint on its CPU path: logits and decoded answers.
+2. The one-block dry run at a real size (`fair_calib_nb.dryrun`) on the GPU, FlatQuant with RTN and with GPTQ weights:
+   time per step, per block and projected for the whole model, peak GPU memory.
+
+    python tools/gpu_check.py [--device cuda] [--sizes llada-8b dream-7b] [--limit 64] [--out DIR]
+
+`--device cpu --sizes none` runs the student part against itself (a smoke test of this script on a CPU machine)."""
+import argparse, json, time
+from pathlib import Path
+import torch
+
+def log(out, **kw):
+    print(json.dumps(kw), flush=True)
+    if out: (Path(out)/'gpu_check.jsonl').open('a').write(json.dumps(kw) + '\n')
+
+def env(device):
+    import bitsandbytes, transformers
+    d = dict(check='env', torch=torch.__version__, transformers=transformers.__version__, bitsandbytes=bitsandbytes.__version__,
+             device=device)
+    if device.startswith('cuda'): d.update(gpu=torch.cuda.get_device_name(), capability=list(torch.cuda.get_device_capability()))
+    return d
+
+def student_checks(device, limit, tmp, out):
+    "Save each student, load it twice (CPU, `device`) and compare logits on teacher states and decoded answers."
+    from fair_calib_nb.models import load_dllm
+    from fair_calib_nb.api import quantize
+    from fair_calib_nb.student import load_student
+    from fair_calib_nb.tasks import make_splits
+    from fair_calib_nb.evaluate import decode_suites, score_suites, answer_agreement
+    splits = make_splits(0)
+    for model in ('tiny-llada', 'tiny-dream'):
+        teacher = load_dllm(model)
+        for scheme, method in (('W4A16', 'rtn'), ('W4A4', 'flatquant')):
+            path = Path(tmp)/f'{model}-{scheme}-{method}'
+            t0 = time.time()
+            quantize(teacher, scheme, method, output_dir=path, n_calib=64, calib_fields=dict(epochs=2), progress=False)
+            t_cal = time.time() - t0
+            cpu, dev = load_student(path), load_student(path)
+            dev.model.to(device)
+            kinds = sorted({type(m).__name__ for m in dev.model.modules() if 'Linear' in type(m).__name__})
+            x = next(iter(decode_suites(teacher, {'sort': splits['sort']}, limit=8, logprobs=True, progress=False).values())).trace.states()[:, 5]
+            with torch.no_grad(): a, b = cpu.logits(x), dev.logits(x)
+            rel = ((a - b).norm() / a.norm()).item()
+            top1 = (a.argmax(-1) == b.argmax(-1)).float().mean().item()
+            ans_c = {s: g.answers for s, g in decode_suites(cpu, splits, limit=limit, progress=False).items()}
+            t0 = time.time(); ans_d = {s: g.answers for s, g in decode_suites(dev, splits, limit=limit, progress=False).items()}
+            t_dec = time.time() - t0
+            log(out, check='student', model=model, scheme=scheme, method=method, linears=kinds, calibrate_s=round(t_cal, 1),
+                logits_rel_diff=rel, top1_agree=top1, acc_cpu=score_suites(splits, 'test', ans_c, limit)['mean'],
+                acc_device=score_suites(splits, 'test', ans_d, limit)['mean'], answers_agree=answer_agreement(ans_c, ans_d)['mean'],
+                device_decode_s=round(t_dec, 2), problems=limit * len(splits))
+
+def dryrun_checks(device, sizes, out):
+    from fair_calib_nb.calib import CalibConfig
+    from fair_calib_nb.dryrun import dry_run
+    for size in sizes:
+        for weights in ('rtn', 'gptq'):
+            t0 = time.time()
+            r = dry_run(size, n_calib=256, steps=3, cfg=CalibConfig(method='flatquant', weights=weights), device=device)
+            log(out, check='dryrun', wall_s=round(time.time() - t0, 1), **r)
+            if device.startswith('cuda'): torch.cuda.empty_cache()
+
+if __name__ == '__main__':
+    import tempfile
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--device', default='cuda'); ap.add_argument('--sizes', nargs='+', default=['llada-8b', 'dream-7b'])
+    ap.add_argument('--limit', type=int, default=64); ap.add_argument('--out', default=None)
+    ap.add_argument('--skip-students', action='store_true')
+    a = ap.parse_args()
+    if a.device.startswith('cuda') and not torch.cuda.is_available(): raise SystemExit('no CUDA device: run this on a GPU machine')
+    if a.out: Path(a.out).mkdir(parents=True, exist_ok=True)
+    log(a.out, **env(a.device))
+    if not a.skip_students:
+        with tempfile.TemporaryDirectory() as tmp: student_checks(a.device, a.limit, tmp, a.out)
+    dryrun_checks(a.device, [s for s in a.sizes if s != 'none'], a.out)
