@@ -69,7 +69,8 @@ def wrap_block(block:nn.Module, groups:tuple, make_transform, make_smooth=None, 
         qls = [block.get_submodule(p) for p in paths]
         if not all(isinstance(q, QuantLinear) for q in qls):
             raise ValueError(f'block {l} group {name}: expected QuantLinear layers at {paths}, found {[type(q).__name__ for q in qls]}')
-        T, S, act = make_transform(name, qls[0].in_features), make_smooth(name, paths) if make_smooth else None, qls[0].act
+        dev = next(qls[0].parameters()).device      # transforms live where the block does (found on a GPU: they were made on the CPU)
+        T, S, act = make_transform(name, qls[0].in_features).to(dev), make_smooth(name, paths).to(dev) if make_smooth else None, qls[0].act
         for p, q in zip(paths, qls):
             q.act = act
             f = FlatLinear(q, T, S, name, norm); set_module(block, p, f); wrapped.append(f)

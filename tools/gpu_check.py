@@ -9,7 +9,7 @@
     python tools/gpu_check.py [--device cuda] [--sizes llada-8b dream-7b] [--limit 64] [--out DIR]
 
 `--device cpu --sizes none` runs the student part against itself (a smoke test of this script on a CPU machine)."""
-import argparse, json, time
+import argparse, json, time, traceback
 from pathlib import Path
 import torch
 
@@ -60,7 +60,10 @@ def dryrun_checks(device, sizes, out):
     for size in sizes:
         for weights in ('rtn', 'gptq'):
             t0 = time.time()
-            r = dry_run(size, n_calib=256, steps=3, cfg=CalibConfig(method='flatquant', weights=weights), device=device)
+            try: r = dry_run(size, n_calib=256, steps=3, cfg=CalibConfig(method='flatquant', weights=weights), device=device)
+            except Exception as e:   # report and go on: one failure should not hide the other checks
+                log(out, check='dryrun', size=size, weights=weights, error=f'{type(e).__name__}: {e}',
+                    where=traceback.format_exc().strip().split('\n')[-3:]); continue
             log(out, check='dryrun', wall_s=round(time.time() - t0, 1), **r)
             if device.startswith('cuda'): torch.cuda.empty_cache()
 
