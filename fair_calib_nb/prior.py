@@ -132,7 +132,7 @@ def weights(self:Prior, prompt_length:int,               # P: the window starts 
 def model_fingerprint(dllm:DLLM) -> str:
     "A short hash of the model's first and last weight tensors: tells two models with the same name apart."
     ps = list(dllm.model.parameters()); h = hashlib.sha1()
-    for p in (ps[0], ps[-1]): h.update(p.detach().float().contiguous().numpy().tobytes())
+    for p in (ps[0], ps[-1]): h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:12]
 
 def probe_decoding(dllm:DLLM, cfg:PriorConfig, deployed:DecodeConfig=None) -> DecodeConfig:

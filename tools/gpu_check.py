@@ -3,7 +3,8 @@
 
 1. Saved students (bitsandbytes `Linear4bit`, NF4 W4A16 and W4A4 with our activation quantizer and FlatQuant transforms)
    on bitsandbytes' CUDA kernels against the same checkpoint on its CPU path: logits and decoded answers.
-2. The one-block dry run at a real size (`fair_calib_nb.dryrun`) on the GPU, FlatQuant with RTN and with GPTQ weights:
+2. Stage I and II end to end with the teacher on the GPU (`quantize`, fair W4A4, RTN and GPTQ weights), saved, reloaded, scored.
+3. The one-block dry run at a real size (`fair_calib_nb.dryrun`) on the GPU, FlatQuant with RTN and with GPTQ weights:
    time per step, per block and projected for the whole model, peak GPU memory.
 
     python tools/gpu_check.py [--device cuda] [--sizes llada-8b dream-7b] [--limit 64] [--out DIR]
@@ -54,6 +55,30 @@ def student_checks(device, limit, tmp, out):
                 acc_device=score_suites(splits, 'test', ans_d, limit)['mean'], answers_agree=answer_agreement(ans_c, ans_d)['mean'],
                 device_decode_s=round(t_dec, 2), problems=limit * len(splits))
 
+def calibrate_checks(device, limit, tmp, out):
+    "Stage I and II end to end with the teacher on `device`: `quantize` for fair (RTN and GPTQ weights), save, reload, score."
+    from fair_calib_nb.models import load_dllm
+    from fair_calib_nb.api import quantize
+    from fair_calib_nb.student import load_student
+    from fair_calib_nb.evaluate import task_accuracy
+    for model in ('tiny-llada', 'tiny-dream'):
+        teacher = load_dllm(model, device=device)
+        for weights in ('rtn', 'gptq'):
+            path = Path(tmp)/f'{model}-fair-{weights}'
+            try:
+                t0 = time.time()
+                st = quantize(teacher, 'W4A4', 'fair', output_dir=path, weights=weights, n_calib=64, n_probe=32,
+                              calib_fields=dict(epochs=2), progress=False)
+                t_cal = time.time() - t0
+                acc = task_accuracy(st, limit=limit, progress=False)['mean']
+                back = load_student(path); back.model.to(device)
+                log(out, check='calibrate', model=model, method='fair', weights=weights, device=str(teacher.device),
+                    calibrate_s=round(t_cal, 1), acc=acc, acc_reloaded=task_accuracy(back, limit=limit, progress=False)['mean'],
+                    acc_teacher=task_accuracy(teacher, limit=limit, progress=False)['mean'], problems=2 * limit)
+            except Exception as e:
+                log(out, check='calibrate', model=model, weights=weights, error=f'{type(e).__name__}: {e}',
+                    where=traceback.format_exc().strip().split('\n')[-3:])
+
 def dryrun_checks(device, sizes, out):
     from fair_calib_nb.calib import CalibConfig
     from fair_calib_nb.dryrun import dry_run
@@ -72,11 +97,13 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--device', default='cuda'); ap.add_argument('--sizes', nargs='+', default=['llada-8b', 'dream-7b'])
     ap.add_argument('--limit', type=int, default=64); ap.add_argument('--out', default=None)
-    ap.add_argument('--skip-students', action='store_true')
+    ap.add_argument('--skip-students', action='store_true'); ap.add_argument('--skip-calibrate', action='store_true')
     a = ap.parse_args()
     if a.device.startswith('cuda') and not torch.cuda.is_available(): raise SystemExit('no CUDA device: run this on a GPU machine')
     if a.out: Path(a.out).mkdir(parents=True, exist_ok=True)
     log(a.out, **env(a.device))
     if not a.skip_students:
         with tempfile.TemporaryDirectory() as tmp: student_checks(a.device, a.limit, tmp, a.out)
+    if not a.skip_calibrate:
+        with tempfile.TemporaryDirectory() as tmp: calibrate_checks(a.device, a.limit, tmp, a.out)
     dryrun_checks(a.device, [s for s in a.sizes if s != 'none'], a.out)
