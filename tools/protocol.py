@@ -5,12 +5,14 @@
     python tools/protocol.py default           # the default `fair-calib` run on each model (W4A4: rtn, quarot, flatquant, fair; seed 0)
     python tools/protocol.py foundation        # RTN W4A16 / W4A8 / W4A4 and the FP teacher (first 200 test problems per suite)
     python tools/protocol.py gptq              # rtn vs gptq weights for rtn, quarot, flatquant, fair at W4A16 and W4A4, seeds 0-2
+    python tools/protocol.py gptq --models tiny-llada --methods rtn flatquant --schemes W4A4   # a reduced part of it
     python tools/protocol.py noise             # flatquant's seed and thread spread, before and after the lower-noise settings (val)
     python tools/protocol.py val               # the prior methods and their controls on the validation split, seeds 0-3
     python tools/protocol.py confirm           # the shipped default vs its controls on the whole test split, seeds 0-7
     python tools/protocol.py collect           # copy results.json / results.md of finished runs into data/results/
 
-Options: --models, --out (default runs/), --threads (default 2), --dry (print the commands only)."""
+Options: --models, --out (default runs/), --threads (default 2), --dry (print the commands only), --methods / --seeds /
+--schemes / --weights (a reduced run)."""
 import argparse, shutil, subprocess, sys
 from pathlib import Path
 
@@ -18,11 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = ['tiny-llada', 'tiny-dream']
 NOISE_CHOICE = dict(n_calib=256, epochs=16, calib=['lr=1e-3'])
 
-def experiments(models):
-    "`{name: [(run dir, fair-calib run arguments)]}`."
+def experiments(models, methods=None, seeds=None):
+    "`{name: [(run dir, fair-calib run arguments)]}`; `methods` / `seeds` replace an experiment's own lists (a reduced run)."
     ex = {'default': [(f'default/{m}', ['--model', m]) for m in models]}   # `fair-calib --model M`: rtn, quarot, flatquant, fair at W4A4, seed 0
     ex['foundation'] = [(f'foundation/{m}-{s}', ['--model', m, '--methods', 'rtn', '--scheme', s]) for m in models for s in ('W4A16', 'W4A8', 'W4A4')]
-    four = ['--methods', 'rtn', 'quarot', 'flatquant', 'fair', '--seeds', '0', '1', '2']
+    four = ['--methods', *(methods or ['rtn', 'quarot', 'flatquant', 'fair']), '--seeds', *(seeds or ['0', '1', '2'])]
     ex['gptq'] = [(f'gptq/{m}-{s}-{w}', ['--model', m, '--scheme', s, '--weights', w] + four)
                   for m in models for s in ('W4A16', 'W4A4') for w in ('rtn', 'gptq')]
     val = ['--eval-split', 'val', '--limit', '256', '--n-lag', '0']
@@ -66,6 +68,10 @@ if __name__ == '__main__':
     ap.add_argument('experiment', choices=['default', 'foundation', 'gptq', 'noise', 'val', 'confirm', 'collect'])
     ap.add_argument('--models', nargs='+', default=MODELS); ap.add_argument('--out', default='runs')
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--dry', action='store_true')
+    ap.add_argument('--methods', nargs='+', default=None, help='gptq: only these methods (a reduced run; --resume adds the rest later)')
+    ap.add_argument('--seeds', nargs='+', default=None, help='gptq: only these seeds')
+    ap.add_argument('--schemes', nargs='+', default=None, help='only the runs of these schemes (W4A16, W4A8, W4A4)')
+    ap.add_argument('--weights', nargs='+', default=None, help='only the runs with these weight roundings (rtn, gptq)')
     ap.add_argument('--best', default=None, help='confirm: the method chosen on the validation split (e.g. decision)')
     ap.add_argument('--control', default='flatquant[prompt_floor=0.1]', help='confirm: its uniform-weight control (same floor)')
     a = ap.parse_args(); out = Path(a.out)
@@ -73,5 +79,7 @@ if __name__ == '__main__':
     if a.experiment == 'confirm':
         if not a.best: sys.exit('confirm needs --best METHOD (the validation split\'s choice)')
         todo = confirm_runs(a.models, a.best, a.control)
-    else: todo = experiments(a.models)[a.experiment]
+    else: todo = experiments(a.models, a.methods, a.seeds)[a.experiment]
+    if a.schemes: todo = [(d, x) for d, x in todo if '--scheme' not in x or x[x.index('--scheme') + 1] in a.schemes]
+    if a.weights: todo = [(d, x) for d, x in todo if '--weights' not in x or x[x.index('--weights') + 1] in a.weights]
     for d, args in todo: run(out/d, args, a.threads, a.dry)
