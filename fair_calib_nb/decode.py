@@ -16,7 +16,8 @@ from .models import DLLM
 
 # %% auto #0
 __all__ = ['LLADA_REMASKING', 'DREAM_ALGS', 'SAMPLERS', 'DecodeConfig', 'default_decoding', 'Trace', 'num_transfer_tokens',
-           'add_gumbel_noise', 'llada_generate', 'sample_tokens', 'dream_generate', 'Generation', 'generate']
+           'add_gumbel_noise', 'llada_generate', 'sample_tokens', 'dream_unmask', 'dream_generate', 'Generation',
+           'generate']
 
 # %% ../nbs/06_decode.ipynb #06271f5c
 LLADA_REMASKING = ('low_confidence', 'random')
@@ -264,6 +265,26 @@ def sample_tokens(logits, cfg:DecodeConfig, generator=None, kind:str='prob'):
     return confidence, x0
 
 # %% ../nbs/06_decode.ipynb #7ce8cb2b
+def dream_unmask(x, logits, mask_index, kind, t, s, last:bool, cfg:DecodeConfig, generator, mid:int):
+    "Write this step's tokens into `x` (B, L) from `logits` at `mask_index`, Dream's way for `kind` (None: 'origin')."
+    if kind is None:
+        ml = logits[mask_index]
+        x0 = torch.full((ml.shape[0],), mid, dtype=torch.long)
+        tr = torch.rand(x0.shape, generator=generator) < (1 if last else 1 - s / t)
+        if tr.any(): x0[tr] = sample_tokens(ml[tr], cfg, generator)[1]
+        x[mask_index] = x0; return
+    confidence, x0 = sample_tokens(logits[mask_index], cfg, generator, kind)
+    n_mask = mask_index.sum() / x.shape[0]
+    n = int(n_mask) if last else int(n_mask * (1 - s / t))
+    full = torch.full(x.shape, -math.inf, dtype=logits.dtype); full[mask_index] = confidence
+    if n > 0:
+        if cfg.alg_temp is None or cfg.alg_temp == 0: idx = torch.topk(full, n).indices
+        else: idx = torch.multinomial(F.softmax(full / cfg.alg_temp, -1), n, generator=generator)
+        x_ = torch.full_like(x, mid); x_[mask_index] = x0
+        rows = torch.arange(x.shape[0])[:, None].expand_as(idx)
+        x[rows, idx] = x_[rows, idx]
+
+# %% ../nbs/06_decode.ipynb #5982ce51
 @torch.no_grad()
 def dream_generate(dllm:DLLM, x:torch.Tensor, attention_mask:torch.Tensor, prompt_length:int, cfg:DecodeConfig,
                    generator:torch.Generator=None, record:bool=False, topk:int=0, bar=None, logprobs:bool=False):
@@ -279,26 +300,8 @@ def dream_generate(dllm:DLLM, x:torch.Tensor, attention_mask:torch.Tensor, promp
             mask_index = x == mid; mask_index[:, hi:] = False
             logits = dllm.logits(x, attention_mask)
             if record: recs.append(_record(logits, P, topk, logprobs))
-            t, s = timesteps[i], timesteps[i+1]
             before = x.clone()
-            if kind is None:   # 'origin': each masked position is written with probability 1 - s/t
-                p_transfer = 1 - s / t if i < spb - 1 else 1
-                ml = logits[mask_index]
-                x0 = torch.full((ml.shape[0],), mid, dtype=torch.long)
-                tr = torch.rand(x0.shape, generator=generator) < p_transfer
-                if tr.any(): x0[tr] = sample_tokens(ml[tr], cfg, generator)[1]
-                x[mask_index] = x0
-            else:
-                confidence, x0 = sample_tokens(logits[mask_index], cfg, generator, kind)
-                n_mask = mask_index.sum() / B
-                n = int(n_mask * (1 - s / t)) if i < spb - 1 else int(n_mask)
-                full = torch.full(x.shape, -math.inf, dtype=logits.dtype); full[mask_index] = confidence
-                if n > 0:
-                    if cfg.alg_temp is None or cfg.alg_temp == 0: idx = torch.topk(full, n).indices
-                    else: idx = torch.multinomial(F.softmax(full / cfg.alg_temp, -1), n, generator=generator)
-                    x_ = torch.full_like(x, mid); x_[mask_index] = x0
-                    rows = torch.arange(B)[:, None].expand_as(idx)
-                    x[rows, idx] = x_[rows, idx]
+            dream_unmask(x, logits, mask_index, kind, timesteps[i], timesteps[i+1], i == spb - 1, cfg, generator, mid)
             commit_step[_written(before, x, P, mid)] = step; step += 1
             if bar is not None: bar.update()
     return x, _stack(recs, commit_step) if record else None
