@@ -65,6 +65,7 @@ def score_suites(splits:dict, split:str, answers:dict, limit:int=None) -> dict:
     acc = {s: get_suite(s).score(a, splits[s][split].answers[:limit]) for s, a in answers.items()}
     acc['mean'] = sum(acc.values()) / len(acc); return acc
 
+# %% ../nbs/08_evaluate.ipynb #d6d496b7
 def task_accuracy(dllm:DLLM,              # model to score
                   splits:dict=None,        # from `make_splits` (default: seed 0)
                   split:str='test',        # 'test', 'val' or 'calib'
@@ -109,6 +110,7 @@ def window_logprobs(dllm:DLLM, trace:Trace, chunk:int=128) -> torch.Tensor:
     if not torch.isfinite(out).all(): raise ValueError(f'{dllm.name} produced NaN/inf logits on teacher-forced states')
     return out.reshape(B, T, G, -1)
 
+# %% ../nbs/08_evaluate.ipynb #9170b4a2
 def state_logprobs(dllm:DLLM, trace:Trace) -> torch.Tensor:
     "`dllm`'s log-probs (B, T, G, V) on the states of its own `trace`: the ones it kept while decoding, else `window_logprobs`."
     if trace.logp is None or trace.config.cfg_scale or trace.model != dllm.name: return window_logprobs(dllm, trace)

@@ -232,8 +232,8 @@ class FairCalibDeserialize(ConversionOps):
 class FairCalibHfQuantizer(HfQuantizer):
     "Loads and saves fair-calib students (see above)."
     requires_calibration = True   # only pre-quantized checkpoints: nothing is quantized on the fly
-    serialized_names = {'weight': ['weight.absmax', 'weight.quant_map', 'weight.quant_state.bitsandbytes__nf4',
-                                   'weight.quant_state.bitsandbytes__fp4', 'weight']}   # 'weight' last: older releases match in order
+    serialized_names = {'weight': ['weight', 'weight.absmax', 'weight.quant_map', 'weight.quant_state.bitsandbytes__nf4',
+                                   'weight.quant_state.bitsandbytes__fp4']}
     def validate_environment(self, *args, **kwargs):
         if not transformers.utils.is_bitsandbytes_available():
             raise ImportError('fair_calib students hold bitsandbytes Linear4bit layers: pip install bitsandbytes')
@@ -245,8 +245,10 @@ class FairCalibHfQuantizer(HfQuantizer):
         module, name = get_module_from_name(model, param_name)
         return isinstance(module, bnb.nn.Linear4bit) and name == 'weight'
     def get_load_operations(self): return {'deserialize': FairCalibDeserialize}
-    def get_weight_conversions(self):   # spelled out: releases before 5.2x have no `get_load_operations` and would load nothing
-        return [WeightConverter(self.serialized_names['weight'], 'weight', [FairCalibDeserialize(self)])] if self.pre_quantized else []
+    if not hasattr(HfQuantizer, 'get_load_operations'):   # older transformers 5 (5.17): no `serialized_names`, so spell out the
+        def get_weight_conversions(self):                  # converter, packed weight last as they match patterns in order
+            names = self.serialized_names['weight'][1:] + ['weight']
+            return [WeightConverter(names, 'weight', [FairCalibDeserialize(self)])] if self.pre_quantized else []
     def is_serializable(self): return True
     @property
     def is_trainable(self) -> bool: return False
@@ -270,6 +272,9 @@ def _after(self:FairCalibHfQuantizer, model, **kwargs):
         if isinstance(m, (QuantLinear, FlatLinear)):
             for p in m.parameters(): p.requires_grad_(False)
     fix_rotary_buffers(model)
+    if not hasattr(HfQuantizer, 'get_load_operations'):   # older transformers 5: `save_pretrained` would revert the loading
+        model._weight_conversions = [c for c in getattr(model, '_weight_conversions', None) or []   # converter, renaming every
+                                     if not any(isinstance(o, FairCalibDeserialize) for o in getattr(c, 'operations', []))]   # *.weight
     return model
 
 # %% ../nbs/15_student.ipynb #4816dbe3

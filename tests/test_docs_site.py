@@ -80,7 +80,9 @@ class Watch:
         self.page = self.ctx.new_page()
         self.page.on('console', lambda m: m.type == 'error' and self.errors.append(f'console: {m.text}'))
         self.page.on('pageerror', lambda e: self.errors.append(f'uncaught: {e}'))
-        self.page.on('requestfailed', lambda r: self.failed.append(f'{r.url} ({r.failure})'))
+        # a request the browser cancelled (net::ERR_ABORTED: the page moved on before, e.g., the favicon arrived) is no
+        # failure of the site; a missing file still is (HTTP status below)
+        self.page.on('requestfailed', lambda r: 'ERR_ABORTED' not in (r.failure or '') and self.failed.append(f'{r.url} ({r.failure})'))
         self.page.on('response', lambda r: r.status >= 400 and self.failed.append(f'{r.url} (HTTP {r.status})'))
 
     def check(self, what):
