@@ -9,7 +9,11 @@
 
     python tools/gpu_check.py [--device cuda] [--sizes llada-8b dream-7b] [--limit 64] [--out DIR]
 
-`--device cpu --sizes none` runs the student part against itself (a smoke test of this script on a CPU machine)."""
+`--device cpu --sizes none` runs the student part against itself (a smoke test of this script on a CPU machine).
+A GPU machine without bitsandbytes (or fastcore) takes them unpacked from their wheels onto PYTHONPATH: `pip download
+--no-deps --only-binary=:all: --platform manylinux_2_24_x86_64 --python-version 3.12 bitsandbytes==0.50.2 fastcore==1.14.5`,
+unzip both into one folder, delete the `libbitsandbytes_*.so` that do not match its CUDA (13.0 there: keep cuda130 and
+cpu), then `PYTHONPATH=that-folder:. python3 tools/gpu_check.py`. Results of one run: `data/results/gpu/gpu_check.jsonl`."""
 import argparse, json, time, traceback
 from pathlib import Path
 import torch
