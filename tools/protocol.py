@@ -12,7 +12,7 @@
     python tools/protocol.py collect           # copy results.json / results.md of finished runs into data/results/
 
 Options: --models, --out (default runs/), --threads (default 2), --dry (print the commands only), --methods / --seeds /
---schemes / --weights (a reduced run)."""
+--schemes / --weights / --only (a reduced run)."""
 import argparse, shutil, subprocess, sys
 from pathlib import Path
 
@@ -72,6 +72,7 @@ if __name__ == '__main__':
     ap.add_argument('--seeds', nargs='+', default=None, help='gptq: only these seeds')
     ap.add_argument('--schemes', nargs='+', default=None, help='only the runs of these schemes (W4A16, W4A8, W4A4)')
     ap.add_argument('--weights', nargs='+', default=None, help='only the runs with these weight roundings (rtn, gptq)')
+    ap.add_argument('--only', nargs='+', default=None, help='only the run directories whose name contains one of these (e.g. -t1)')
     ap.add_argument('--best', default=None, help='confirm: the method chosen on the validation split (e.g. decision)')
     ap.add_argument('--control', default='flatquant[prompt_floor=0.1]', help='confirm: its uniform-weight control (same floor)')
     a = ap.parse_args(); out = Path(a.out)
@@ -82,4 +83,5 @@ if __name__ == '__main__':
     else: todo = experiments(a.models, a.methods, a.seeds)[a.experiment]
     if a.schemes: todo = [(d, x) for d, x in todo if '--scheme' not in x or x[x.index('--scheme') + 1] in a.schemes]
     if a.weights: todo = [(d, x) for d, x in todo if '--weights' not in x or x[x.index('--weights') + 1] in a.weights]
+    if a.only: todo = [(d, x) for d, x in todo if any(o in d for o in a.only)]
     for d, args in todo: run(out/d, args, a.threads, a.dry)
