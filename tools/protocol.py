@@ -9,7 +9,7 @@
     python tools/protocol.py noise             # flatquant's seed and thread spread, before and after the lower-noise settings (val)
     python tools/protocol.py val               # the prior methods and their controls on the validation split, seeds 0-3
     python tools/protocol.py confirm           # the shipped default vs its controls on the whole test split, seeds 0-7
-    python tools/protocol.py collect           # copy results.json / results.md of finished runs into data/results/
+    python tools/protocol.py collect           # copy results.json / results.md of finished runs into data/results/ (--only gptq/ noise/)
 
 Options: --models, --out (default runs/), --threads (default 2), --dry (print the commands only), --methods / --seeds /
 --schemes / --weights / --only (a reduced run)."""
@@ -55,10 +55,12 @@ def run(rundir:Path, args:list, threads:int, dry:bool):
     print(' '.join(cmd), flush=True)
     if not dry: subprocess.run(cmd, check=True)
 
-def collect(out:Path):
+def collect(out:Path, only=None):
     dst = ROOT/'data'/'results'
     for d in sorted(p.parent for p in out.rglob('results.json')):
-        rel = d.relative_to(out); (dst/rel).mkdir(parents=True, exist_ok=True)
+        rel = d.relative_to(out)
+        if only and not any(o in str(rel) for o in only): continue
+        (dst/rel).mkdir(parents=True, exist_ok=True)
         for f in ('results.json', 'results.md', 'timings.json'): shutil.copy(d/f, dst/rel/f)
         if (d/'priors').exists(): shutil.copytree(d/'priors', dst/rel/'priors', dirs_exist_ok=True)
         print(rel, '->', dst/rel)
@@ -76,7 +78,7 @@ if __name__ == '__main__':
     ap.add_argument('--best', default=None, help='confirm: the method chosen on the validation split (e.g. decision)')
     ap.add_argument('--control', default='flatquant[prompt_floor=0.1]', help='confirm: its uniform-weight control (same floor)')
     a = ap.parse_args(); out = Path(a.out)
-    if a.experiment == 'collect': collect(out); sys.exit()
+    if a.experiment == 'collect': collect(out, a.only); sys.exit()
     if a.experiment == 'confirm':
         if not a.best: sys.exit('confirm needs --best METHOD (the validation split\'s choice)')
         todo = confirm_runs(a.models, a.best, a.control)
