@@ -8,7 +8,8 @@
     python tools/protocol.py gptq --models tiny-llada --methods rtn flatquant --schemes W4A4   # a reduced part of it
     python tools/protocol.py noise             # flatquant's seed and thread spread, before and after the lower-noise settings (val)
     python tools/protocol.py val               # the prior methods and their controls on the validation split, seeds 0-3
-    python tools/protocol.py confirm           # the shipped default vs its controls on the whole test split, seeds 0-7
+    python tools/protocol.py select            # the validated best prior (rule in `select`), from runs/val/*/results.json
+    python tools/protocol.py confirm --best M --control C   # the chosen method vs its control and null, whole test split, seeds 0-7
     python tools/protocol.py collect           # copy results.json / results.md of finished runs into data/results/ (--only gptq/ noise/)
 
 Options: --models, --out (default runs/), --threads (default 2), --dry (print the commands only), --methods / --seeds /
@@ -33,19 +34,47 @@ def experiments(models, methods=None, seeds=None):
                    [(f'noise/{m}-low-t{t}', ['--model', m, '--methods', 'flatquant', '--seeds', '0', '1', '2', '3', '--threads', str(t),
                      '--n-calib', str(NOISE_CHOICE['n_calib']), '--epochs', str(NOISE_CHOICE['epochs']), '--calib', *NOISE_CHOICE['calib']] + val)
                     for m in models for t in (1, 2)])
-    low = ['--n-calib', str(NOISE_CHOICE['n_calib']), '--epochs', str(NOISE_CHOICE['epochs']), '--calib', *NOISE_CHOICE['calib']]
-    arms = ['flatquant[prompt_floor=0.1]', 'fair', 'fair_deployed', 'fair_fragility', 'fair_fragility[permute=True]',
-            'flatquant[data=\'states\',prompt_floor=0.1]', 'decision', 'decision[permute=True]']
-    ex['val'] = [(f'val/{m}', ['--model', m, '--methods', *arms, '--seeds', '0', '1', '2', '3'] + val + low) for m in models]
+    # val: the candidate priors beside their uniform-weight controls (same prompt floor, same calibration data); the
+    # permuted nulls belong to the confirmation. Default calibration settings: the lower-noise ones did not narrow the
+    # seed spread (noise experiment) and cost 4.7x the calibration time.
+    arms = ['flatquant[prompt_floor=0.1]', 'fair', 'fair_deployed', 'fair_fragility',
+            'flatquant[data=\'states\',prompt_floor=0.1]', 'decision']
+    ex['val'] = [(f'val/{m}', ['--model', m, '--methods', *arms, '--seeds', '0', '1', '2', '3'] + val) for m in models]
     return ex
 
 def confirm_runs(models, best:str, control:str):
     "The confirmation: the validated best method, its same-floor flatquant control and its permuted null, 8 seeds, whole test split."
     name = best.split('[')[0]
     null = f'{name}[permute=True]' if '[' not in best else best.replace(']', ',permute=True]')
-    low = ['--n-calib', str(NOISE_CHOICE['n_calib']), '--epochs', str(NOISE_CHOICE['epochs']), '--calib', *NOISE_CHOICE['calib']]
-    return [(f'confirm/{m}', ['--model', m, '--methods', control, best, null, '--seeds', *map(str, range(8)), '--limit', '0'] + low)
+    return [(f'confirm/{m}', ['--model', m, '--methods', control, best, null, '--seeds', *map(str, range(8)), '--limit', '0'])
             for m in models]
+
+# Each val candidate and its uniform-weight control: the same prompt floor and calibration data, one thing changed.
+CANDIDATES = {'fair': 'flatquant[prompt_floor=0.1]', 'fair_deployed': 'flatquant[prompt_floor=0.1]',
+              'fair_fragility': 'flatquant[prompt_floor=0.1]', 'decision': "flatquant[data='states',prompt_floor=0.1]"}
+
+def select(out:Path, models):
+    """The selection rule, fixed before the validation runs: per model, the paired (same-seed) differences candidate -
+    control in mean accuracy and answer flip rate. A candidate is eligible when its mean flip difference is <= 0 on every
+    model; the best is the eligible one with the largest accuracy difference averaged over the models. With none eligible,
+    the largest accuracy difference is taken anyway and the rule says so (the confirmation still runs, and will report it)."""
+    from fair_calib_nb.report import paired
+    import json, statistics
+    res = {m: json.loads((out/'val'/m/'results.json').read_text())['summary'] for m in models}
+    score = {}
+    for cand, ctrl in CANDIDATES.items():
+        acc, flip = [], []
+        for m in models:
+            a, f = paired(res[m], 'acc_mean', cand, ctrl), paired(res[m], 'flip_rate_answer', cand, ctrl)
+            acc.append(a['mean']); flip.append(f['mean'])
+            print(f"{m:11s} {cand:15s} - {ctrl:42s} acc {100*a['mean']:+6.2f} [{100*a['ci95'][0]:+.2f}, {100*a['ci95'][1]:+.2f}] "
+                  f"({a['better']}/{a['n']})  flips {100*f['mean']:+6.3f} [{100*f['ci95'][0]:+.3f}, {100*f['ci95'][1]:+.3f}] ({f['better']}/{f['n']})")
+        score[cand] = (all(x <= 0 for x in flip), statistics.fmean(acc))
+    ok = [c for c in score if score[c][0]]
+    best = max(ok or score, key=lambda c: score[c][1])
+    print(f"\nselected: {best} (control {CANDIDATES[best]}); mean accuracy difference {100*score[best][1]:+.2f} points"
+          + ('' if ok else '; no candidate lowered flips on every model, so none is eligible: taken by accuracy alone'))
+    return best, CANDIDATES[best]
 
 def run(rundir:Path, args:list, threads:int, dry:bool):
     cmd = [sys.executable, '-m', 'fair_calib_nb', '--quiet'] + (['--threads', str(threads)] if '--threads' not in args else []) + \
@@ -67,7 +96,7 @@ def collect(out:Path, only=None):
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('experiment', choices=['default', 'foundation', 'gptq', 'noise', 'val', 'confirm', 'collect'])
+    ap.add_argument('experiment', choices=['default', 'foundation', 'gptq', 'noise', 'val', 'select', 'confirm', 'collect'])
     ap.add_argument('--models', nargs='+', default=MODELS); ap.add_argument('--out', default='runs')
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--dry', action='store_true')
     ap.add_argument('--methods', nargs='+', default=None, help='gptq: only these methods (a reduced run; --resume adds the rest later)')
@@ -79,6 +108,7 @@ if __name__ == '__main__':
     ap.add_argument('--control', default='flatquant[prompt_floor=0.1]', help='confirm: its uniform-weight control (same floor)')
     a = ap.parse_args(); out = Path(a.out)
     if a.experiment == 'collect': collect(out, a.only); sys.exit()
+    if a.experiment == 'select': select(out, a.models); sys.exit()
     if a.experiment == 'confirm':
         if not a.best: sys.exit('confirm needs --best METHOD (the validation split\'s choice)')
         todo = confirm_runs(a.models, a.best, a.control)
