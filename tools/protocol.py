@@ -8,6 +8,7 @@
     python tools/protocol.py gptq --models tiny-llada --methods rtn flatquant --schemes W4A4   # a reduced part of it
     python tools/protocol.py noise             # flatquant's seed and thread spread, before and after the lower-noise settings (val)
     python tools/protocol.py val               # the prior methods and their controls on the validation split, seeds 0-3
+    python tools/protocol.py select-setting    # the calibration setting for val, from the noise screen (rule in `select_setting`)
     python tools/protocol.py select            # the validated best prior (rule in `select`), from runs/val/*/results.json
     python tools/protocol.py confirm --best M --control C   # the chosen method vs its control and null, whole test split, seeds 0-7
     python tools/protocol.py collect           # copy results.json / results.md of finished runs into data/results/ (--only gptq/ noise/)
@@ -20,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ['tiny-llada', 'tiny-dream']
 NOISE_CHOICE = dict(n_calib=256, epochs=16, calib=['lr=1e-3'])
+VAL_SETTING = []   # the calibration arguments `select-setting` chose for val and confirm ([]: the defaults)
+NOISE_SCREEN = {'e2': ['--epochs', '2'], 'clip1': ['--calib', 'clip_lr_mult=1']}
 
 def experiments(models, methods=None, seeds=None):
     "`{name: [(run dir, fair-calib run arguments)]}`; `methods` / `seeds` replace an experiment's own lists (a reduced run)."
@@ -33,7 +36,12 @@ def experiments(models, methods=None, seeds=None):
                     for m in models for t in (1, 2)] +
                    [(f'noise/{m}-low-t{t}', ['--model', m, '--methods', 'flatquant', '--seeds', '0', '1', '2', '3', '--threads', str(t),
                      '--n-calib', str(NOISE_CHOICE['n_calib']), '--epochs', str(NOISE_CHOICE['epochs']), '--calib', *NOISE_CHOICE['calib']] + val)
-                    for m in models for t in (1, 2)])
+                    for m in models for t in (1, 2)] +
+                   # settings that keep FlatQuant nearer its Hadamard start (QuaRot, deterministic, beats its mean at
+                   # W4A4): fewer epochs, or clips learning at the transforms' rate; QuaRot itself as the reference
+                   [(f'noise/{m}-{name}-t1', ['--model', m, '--methods', 'flatquant', '--seeds', '0', '1', '2', '3', '--threads', '1', *extra] + val)
+                    for m in models for name, extra in NOISE_SCREEN.items()] +
+                   [(f'noise/{m}-quarot-t1', ['--model', m, '--methods', 'quarot', '--seeds', '0', '--threads', '1'] + val) for m in models])
     # val: the candidate priors beside their uniform-weight controls (same prompt floor, same calibration data); the
     # permuted nulls belong to the confirmation. Default calibration settings: the lower-noise ones did not narrow the
     # seed spread (noise experiment) and cost 4.7x the calibration time.
@@ -46,19 +54,37 @@ def confirm_runs(models, best:str, control:str):
     "The confirmation: the validated best method, its same-floor flatquant control and its permuted null, 8 seeds, whole test split."
     name = best.split('[')[0]
     null = f'{name}[permute=True]' if '[' not in best else best.replace(']', ',permute=True]')
-    return [(f'confirm/{m}', ['--model', m, '--methods', control, best, null, '--seeds', *map(str, range(8)), '--limit', '0'])
+    return [(f'confirm/{m}', ['--model', m, '--methods', control, best, null, '--seeds', *map(str, range(8)), '--limit', '0'] + VAL_SETTING)
             for m in models]
 
 # Each val candidate and its uniform-weight control: the same prompt floor and calibration data, one thing changed.
 CANDIDATES = {'fair': 'flatquant[prompt_floor=0.1]', 'fair_deployed': 'flatquant[prompt_floor=0.1]',
               'fair_fragility': 'flatquant[prompt_floor=0.1]', 'decision': "flatquant[data='states',prompt_floor=0.1]"}
 
+def select_setting(out:Path, models) -> list:
+    """The calibration setting for `val`, by a rule fixed before the screen ran: a screened setting (`NOISE_SCREEN`)
+    replaces the default (`base`, one thread) when its seed standard deviation of mean accuracy is lower on every model
+    and its mean accuracy is at most 1 point lower on any model; of several, the lowest std averaged over the models."""
+    import json, statistics
+    def stats(m, name):
+        f = out/'noise'/f'{m}-{name}-t1'/'results.json'
+        if not f.exists(): return None
+        v = json.loads(f.read_text())['summary']['flatquant']['acc_mean']; return v['mean'], v['std']
+    base = {m: stats(m, 'base') for m in models}; ok = {}
+    for name in NOISE_SCREEN:
+        st = {m: stats(m, name) for m in models}
+        if None in st.values() or None in base.values(): print(f'{name}: not measured on every model'); continue
+        print(f"{name}: " + '; '.join(f"{m} mean {100*st[m][0]:.1f} (base {100*base[m][0]:.1f}), std {100*st[m][1]:.1f} (base {100*base[m][1]:.1f})" for m in models))
+        if all(st[m][1] < base[m][1] and st[m][0] >= base[m][0] - 0.01 for m in models): ok[name] = statistics.fmean(st[m][1] for m in models)
+    best = min(ok, key=ok.get) if ok else None
+    print(f"val setting: {best or 'base (the default)'}"); return NOISE_SCREEN[best] if best else []
+
 def select(out:Path, models):
     """The selection rule, fixed before the validation runs: per model, the paired (same-seed) differences candidate -
     control in mean accuracy and answer flip rate. A candidate is eligible when its mean flip difference is <= 0 on every
     model; the best is the eligible one with the largest accuracy difference averaged over the models. With none eligible,
     the largest accuracy difference is taken anyway and the rule says so (the confirmation still runs, and will report it)."""
-    from fair_calib_nb.report import paired
+    from fair_calib_nb.report import paired, paired_table
     import json, statistics
     res = {m: json.loads((out/'val'/m/'results.json').read_text())['summary'] for m in models}
     score = {}
@@ -72,8 +98,13 @@ def select(out:Path, models):
         score[cand] = (all(x <= 0 for x in flip), statistics.fmean(acc))
     ok = [c for c in score if score[c][0]]
     best = max(ok or score, key=lambda c: score[c][1])
-    print(f"\nselected: {best} (control {CANDIDATES[best]}); mean accuracy difference {100*score[best][1]:+.2f} points"
-          + ('' if ok else '; no candidate lowered flips on every model, so none is eligible: taken by accuracy alone'))
+    line = (f"selected: `{best}` (control `{CANDIDATES[best]}`); mean accuracy difference {100*score[best][1]:+.2f} points"
+            + ('' if ok else '; no candidate lowered flips on every model, so none is eligible: taken by accuracy alone'))
+    print('\n' + line)
+    md = [f'# The validation split\'s choice\n\nRule (`tools/protocol.py select`, fixed before the runs): {" ".join(select.__doc__.split())}\n']
+    for m in models:
+        md += [f'## {m}: candidate - control (mean [95% bootstrap interval over seeds] (seeds better))\n', paired_table(res[m], list(CANDIDATES.items())), '']
+    (out/'val'/'selection.md').write_text('\n'.join(md + [line, '']))
     return best, CANDIDATES[best]
 
 def run(rundir:Path, args:list, threads:int, dry:bool):
@@ -96,7 +127,7 @@ def collect(out:Path, only=None):
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('experiment', choices=['default', 'foundation', 'gptq', 'noise', 'val', 'select', 'confirm', 'collect'])
+    ap.add_argument('experiment', choices=['default', 'foundation', 'gptq', 'noise', 'val', 'select-setting', 'select', 'confirm', 'collect'])
     ap.add_argument('--models', nargs='+', default=MODELS); ap.add_argument('--out', default='runs')
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--dry', action='store_true')
     ap.add_argument('--methods', nargs='+', default=None, help='gptq: only these methods (a reduced run; --resume adds the rest later)')
@@ -109,6 +140,7 @@ if __name__ == '__main__':
     a = ap.parse_args(); out = Path(a.out)
     if a.experiment == 'collect': collect(out, a.only); sys.exit()
     if a.experiment == 'select': select(out, a.models); sys.exit()
+    if a.experiment == 'select-setting': select_setting(out, a.models); sys.exit()
     if a.experiment == 'confirm':
         if not a.best: sys.exit('confirm needs --best METHOD (the validation split\'s choice)')
         todo = confirm_runs(a.models, a.best, a.control)
