@@ -47,7 +47,7 @@ def experiments(models, methods=None, seeds=None):
     # seed spread (noise experiment) and cost 4.7x the calibration time.
     arms = ['flatquant[prompt_floor=0.1]', 'fair', 'fair_deployed', 'fair_fragility',
             'flatquant[data=\'states\',prompt_floor=0.1]', 'decision']
-    ex['val'] = [(f'val/{m}', ['--model', m, '--methods', *arms, '--seeds', '0', '1', '2', '3'] + val) for m in models]
+    ex['val'] = [(f'val/{m}', ['--model', m, '--methods', *arms, '--seeds', '0', '1', '2', '3'] + val + VAL_SETTING) for m in models]
     return ex
 
 def confirm_runs(models, best:str, control:str):
