@@ -99,22 +99,28 @@ def _dims(self:ActQuantizer, x):
     return tuple(range(1, x.dim())) if x.dim() >= 3 else tuple(range(x.dim()))  # a 2-D input is one sequence
 
 @patch
+def _finite(self:ActQuantizer, x, *stats):
+    "Raise unless the group statistics are finite: max / min propagate NaN and inf, so this checks all of `x` cheaply."
+    if not all(torch.isfinite(s).all() for s in stats):
+        raise ValueError(f'activation quantizer got NaN/inf activations (input of shape {tuple(x.shape)}): the input of this '
+                         'linear is not finite; check the full-precision model, the online transform and the learned clips')
+
+@patch
 def qparams(self:ActQuantizer, x:torch.Tensor) -> tuple:
-    "`(scale, zero)` for `x`, broadcastable to it; `zero` is an integer-valued tensor (0 when symmetric)."
+    "`(scale, zero)` for `x`, broadcastable to it; `zero` is an integer-valued tensor (0 when symmetric). NaN/inf in `x` raise."
     xf, c, dims = x.detach().float(), self.clip.float(), self._dims(x)
     if self.symmetric:
-        scale = c * xf.abs().amax(dims, keepdim=True) / self.qmax
+        m = xf.abs().amax(dims, keepdim=True); self._finite(x, m)
+        scale = c * m / self.qmax
         return torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(scale)
-    lo, hi = c * xf.amin(dims, keepdim=True).clamp(max=0), c * xf.amax(dims, keepdim=True).clamp(min=0)
+    mn, mx = xf.amin(dims, keepdim=True), xf.amax(dims, keepdim=True); self._finite(x, mn, mx)
+    lo, hi = c * mn.clamp(max=0), c * mx.clamp(min=0)
     scale = (hi - lo) / self.qmax
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return scale, round_ste(-lo / scale)
 
 @patch
 def forward(self:ActQuantizer, x:torch.Tensor) -> torch.Tensor:
-    if not torch.isfinite(x).all():
-        raise ValueError(f'activation quantizer got NaN/inf activations (input of shape {tuple(x.shape)}): the input of this '
-                         'linear is not finite; check the full-precision model, the online transform and the learned clips')
     scale, zero = self.qparams(x)
     q = round_ste(torch.clamp(x.float() / scale, self.qmin - zero, self.qmax - zero))
     return (q * scale).to(x.dtype)
