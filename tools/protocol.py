@@ -74,7 +74,8 @@ def select_setting(out:Path, models) -> list:
     for name in NOISE_SCREEN:
         st = {m: stats(m, name) for m in models}
         if None in st.values() or None in base.values(): print(f'{name}: not measured on every model'); continue
-        print(f"{name}: " + '; '.join(f"{m} mean {100*st[m][0]:.1f} (base {100*base[m][0]:.1f}), std {100*st[m][1]:.1f} (base {100*base[m][1]:.1f})" for m in models))
+        print(f"{name}: " + '; '.join(f"{m} mean {100*st[m][0]:.1f} (base {100*base[m][0]:.1f}), "
+                                      f"std {100*st[m][1]:.1f} (base {100*base[m][1]:.1f})" for m in models))
         if all(st[m][1] < base[m][1] and st[m][0] >= base[m][0] - 0.01 for m in models): ok[name] = statistics.fmean(st[m][1] for m in models)
     best = min(ok, key=ok.get) if ok else None
     print(f"val setting: {best or 'base (the default)'}"); return NOISE_SCREEN[best] if best else []
@@ -94,7 +95,8 @@ def select(out:Path, models):
             a, f = paired(res[m], 'acc_mean', cand, ctrl), paired(res[m], 'flip_rate_answer', cand, ctrl)
             acc.append(a['mean']); flip.append(f['mean'])
             print(f"{m:11s} {cand:15s} - {ctrl:42s} acc {100*a['mean']:+6.2f} [{100*a['ci95'][0]:+.2f}, {100*a['ci95'][1]:+.2f}] "
-                  f"({a['better']}/{a['n']})  flips {100*f['mean']:+6.3f} [{100*f['ci95'][0]:+.3f}, {100*f['ci95'][1]:+.3f}] ({f['better']}/{f['n']})")
+                  f"({a['better']}/{a['n']})  flips {100*f['mean']:+6.3f} [{100*f['ci95'][0]:+.3f}, {100*f['ci95'][1]:+.3f}] "
+                  f"({f['better']}/{f['n']})")
         score[cand] = (all(x <= 0 for x in flip), statistics.fmean(acc))
     ok = [c for c in score if score[c][0]]
     best = max(ok or score, key=lambda c: score[c][1])
@@ -103,7 +105,8 @@ def select(out:Path, models):
     print('\n' + line)
     md = [f'# The validation split\'s choice\n\nRule (`tools/protocol.py select`, fixed before the runs): {" ".join(select.__doc__.split())}\n']
     for m in models:
-        md += [f'## {m}: candidate - control (mean [95% bootstrap interval over seeds] (seeds better))\n', paired_table(res[m], list(CANDIDATES.items())), '']
+        md += [f'## {m}: candidate - control (mean [95% bootstrap interval over seeds] (seeds better))\n',
+               paired_table(res[m], list(CANDIDATES.items())), '']
     (out/'val'/'selection.md').write_text('\n'.join(md + [line, '']))
     return best, CANDIDATES[best]
 
