@@ -6,11 +6,11 @@
     python tools/protocol.py foundation        # RTN W4A16 / W4A8 / W4A4 and the FP teacher (first 200 test problems per suite)
     python tools/protocol.py gptq              # rtn vs gptq weights for rtn, quarot, flatquant, fair at W4A16 and W4A4, seeds 0-2
     python tools/protocol.py gptq --models tiny-llada --methods rtn flatquant --schemes W4A4   # a reduced part of it
-    python tools/protocol.py noise             # flatquant's seed and thread spread, before and after the lower-noise settings (val)
+    python tools/protocol.py noise             # flatquant's seed and thread spread, settings screened to lower it, QuaRot (val)
     python tools/protocol.py val               # the prior methods and their controls on the validation split, seeds 0-3
     python tools/protocol.py select-setting    # the calibration setting for val, from the noise screen (rule in `select_setting`)
-    python tools/protocol.py select            # the validated best prior (rule in `select`), from runs/val/*/results.json
-    python tools/protocol.py confirm --best M --control C   # the chosen prior vs its control, its null and QuaRot, whole test split, seeds 0-7
+    python tools/protocol.py select --out data/results   # the validated best prior and shipped default (rule in `select`)
+    python tools/protocol.py confirm --best M  # the chosen prior vs its control (CANDIDATES), its null and QuaRot; test split, seeds 0-7
     python tools/protocol.py collect           # copy results.json / results.md of finished runs into data/results/ (--only gptq/ noise/)
 
 Options: --models, --out (default runs/), --threads (default 2), --dry (print the commands only), --methods / --seeds /
@@ -146,14 +146,16 @@ if __name__ == '__main__':
     ap.add_argument('--weights', nargs='+', default=None, help='only the runs with these weight roundings (rtn, gptq)')
     ap.add_argument('--only', nargs='+', default=None, help='only the run directories whose name contains one of these (e.g. -t1)')
     ap.add_argument('--best', default=None, help='confirm: the method chosen on the validation split (e.g. decision)')
-    ap.add_argument('--control', default='flatquant[prompt_floor=0.1]', help='confirm: its uniform-weight control (same floor)')
+    ap.add_argument('--control', default=None, help='confirm: its uniform-weight control (default: the candidate\'s, `CANDIDATES`)')
     a = ap.parse_args(); out = Path(a.out)
     if a.experiment == 'collect': collect(out, a.only); sys.exit()
     if a.experiment == 'select': select(out, a.models); sys.exit()
     if a.experiment == 'select-setting': select_setting(out, a.models); sys.exit()
     if a.experiment == 'confirm':
         if not a.best: sys.exit('confirm needs --best METHOD (the validation split\'s choice)')
-        todo = confirm_runs(a.models, a.best, a.control)
+        control = a.control or CANDIDATES.get(a.best.split('[')[0])
+        if not control: sys.exit(f'confirm: no control known for {a.best!r}; pass --control')
+        todo = confirm_runs(a.models, a.best, control)
     else: todo = experiments(a.models, a.methods, a.seeds)[a.experiment]
     if a.schemes: todo = [(d, x) for d, x in todo if '--scheme' not in x or x[x.index('--scheme') + 1] in a.schemes]
     if a.weights: todo = [(d, x) for d, x in todo if '--weights' not in x or x[x.index('--weights') + 1] in a.weights]
