@@ -70,15 +70,17 @@ def select_setting(out:Path, models) -> list:
         f = out/'noise'/f'{m}-{name}-t1'/'results.json'
         if not f.exists(): return None
         v = json.loads(f.read_text())['summary']['flatquant']['acc_mean']; return v['mean'], v['std']
-    base = {m: stats(m, 'base') for m in models}; ok = {}
+    base = {m: stats(m, 'base') for m in models}; ok, lines = {}, []
     for name in NOISE_SCREEN:
         st = {m: stats(m, name) for m in models}
-        if None in st.values() or None in base.values(): print(f'{name}: not measured on every model'); continue
-        print(f"{name}: " + '; '.join(f"{m} mean {100*st[m][0]:.1f} (base {100*base[m][0]:.1f}), "
-                                      f"std {100*st[m][1]:.1f} (base {100*base[m][1]:.1f})" for m in models))
+        if None in st.values() or None in base.values(): lines.append(f'{name}: not measured on every model'); print(lines[-1]); continue
+        lines.append(f"{name}: " + '; '.join(f"{m} mean {100*st[m][0]:.1f} (base {100*base[m][0]:.1f}), "
+                                             f"std {100*st[m][1]:.1f} (base {100*base[m][1]:.1f})" for m in models)); print(lines[-1])
         if all(st[m][1] < base[m][1] and st[m][0] >= base[m][0] - 0.01 for m in models): ok[name] = statistics.fmean(st[m][1] for m in models)
     best = min(ok, key=ok.get) if ok else None
-    print(f"val setting: {best or 'base (the default)'}"); return NOISE_SCREEN[best] if best else []
+    lines.append(f"val setting: {best or 'base (the default)'}"); print(lines[-1])
+    (out/'noise'/'setting.txt').write_text('\n'.join(lines) + '\n')
+    return NOISE_SCREEN[best] if best else []
 
 def select(out:Path, models):
     """The selection rule, fixed before the validation runs: per model, the paired (same-seed) differences candidate -
