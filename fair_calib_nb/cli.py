@@ -9,15 +9,15 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['VERSION', 'METHOD_NAMES', 'DEFAULT_METHOD', 'RUN_DEFAULTS', 'SHIPPED', 'SUBCOMMANDS', 'JOBS', 'parse_kv',
-           'build_parser', 'parse_args', 'precheck', 'main']
+           'build_parser', 'parse_args', 'precheck', 'method_note', 'main']
 
 # %% ../nbs/90_cli.ipynb #cef54da4
 VERSION = '0.1.0'
 METHOD_NAMES = ('rtn', 'quarot', 'flatquant', 'fair', 'paper', 'frontier_only', 'reliability_only', 'fair_constant', 'fair_late',
                 'fair_deployed', 'fair_fragility', 'decision')
 DEFAULT_METHOD = 'fair'   # = calib.DEFAULT_METHOD (tested below; the CLI answers --help without importing torch)
-RUN_DEFAULTS = dict(model='tiny-llada', methods=['rtn', 'quarot', 'flatquant', DEFAULT_METHOD], scheme='W4A4', weights='rtn', n_probe=256,
-                    epochs=8, seeds=[0], n_calib=128, limit=200, n_lag=64, eval_split='test')
+RUN_DEFAULTS = dict(model='tiny-llada', methods=list(dict.fromkeys(['rtn', 'quarot', 'flatquant', DEFAULT_METHOD])), scheme='W4A4',
+                    weights='rtn', n_probe=256, epochs=8, seeds=[0], n_calib=128, limit=200, n_lag=64, eval_split='test')
 SHIPPED = ('tiny-llada', 'tiny-dream')
 SUBCOMMANDS = ('run', 'quantize', 'eval', 'report', 'dryrun')
 
@@ -135,7 +135,14 @@ def precheck(a) -> None:
         raise ValueError(f'{a.dir} has no results.json: not a fair-calib run directory')
 
 # %% ../nbs/90_cli.ipynb #63d060ea
+def method_note(method:str) -> str:
+    "A method as `fair-calib` reports it, naming the shipped default and the paper's setting."
+    notes = [n for n, ok in (('the shipped default', method == DEFAULT_METHOD),
+                             ("the paper's FAIR-Calib setting", method.split('[')[0] in ('fair', 'paper'))) if ok]
+    return method + (f" ({'; '.join(notes)})" if notes else '')
+
 def _run(a):
+    logging.getLogger('fair_calib_nb').info('methods: %s', ', '.join(map(method_note, a.methods)))
     from fair_calib_nb.calib import CalibConfig
     from fair_calib_nb.prior import PriorConfig
     from fair_calib_nb.pipeline import PipelineConfig, run_pipeline
@@ -147,6 +154,7 @@ def _run(a):
     run_pipeline(cfg, a.out, overwrite=a.overwrite, resume=a.resume, progress=False if a.quiet else None)
 
 def _quantize(a):
+    logging.getLogger('fair_calib_nb').info('method: %s', method_note(a.method))
     from fair_calib_nb.calib import CalibConfig
     from fair_calib_nb.prior import PriorConfig
     from fair_calib_nb.api import quantize

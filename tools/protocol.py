@@ -10,7 +10,8 @@
     python tools/protocol.py val               # the prior methods and their controls on the validation split, seeds 0-3
     python tools/protocol.py select-setting    # the calibration setting for val, from the noise screen (rule in `select_setting`)
     python tools/protocol.py select --out data/results   # the validated best prior and shipped default (rule in `select`)
-    python tools/protocol.py confirm --best M  # the chosen prior vs its control (CANDIDATES), its null and QuaRot; test split, seeds 0-7
+    python tools/protocol.py confirm           # val/selection.json's prior (or --best M) vs its control, its null, QuaRot; test, seeds 0-7
+    python tools/protocol.py verdict --out data/results   # the confirmation's paired differences and the target, per model (confirm/verdict.md)
     python tools/protocol.py collect           # copy results.json / results.md of finished runs into data/results/ (--only gptq/ noise/)
 
 Options: --models, --out (default runs/), --threads (default 2), --dry (print the commands only), --methods / --seeds /
@@ -50,10 +51,13 @@ def experiments(models, methods=None, seeds=None):
     ex['val'] = [(f'val/{m}', ['--model', m, '--methods', *arms, '--seeds', '0', '1', '2', '3'] + val + VAL_SETTING) for m in models]
     return ex
 
+def null_of(method:str) -> str:
+    "The permuted-prior null of a prior method: the same arm with `permute=True`."
+    return f'{method}[permute=True]' if '[' not in method else method.replace(']', ',permute=True]')
+
 def confirm_runs(models, best:str, control:str):
     "The confirmation: the validated best prior, its same-floor control, its permuted null and QuaRot; 8 seeds, whole test split."
-    name = best.split('[')[0]
-    null = f'{name}[permute=True]' if '[' not in best else best.replace(']', ',permute=True]')
+    null = null_of(best)
     return [(f'confirm/{m}', ['--model', m, '--methods', 'quarot', control, best, null, '--seeds', *map(str, range(8)), '--limit', '0'] + VAL_SETTING)
             for m in models]
 
@@ -117,7 +121,55 @@ def select(out:Path, models):
         md += [f'## {m}: candidate - control (mean [95% bootstrap interval over seeds] (seeds better))\n',
                paired_table(res[m], list(CANDIDATES.items())), '']
     (out/'val'/'selection.md').write_text('\n'.join(md + [line, '']))
+    (out/'val'/'selection.json').write_text(json.dumps(dict(best=best, control=CANDIDATES[best], default=default), indent=1) + '\n')
     return best, CANDIDATES[best]
+
+def _constant(entry:dict, seeds:list) -> dict:
+    "A deterministic method's single-run summary entry repeated over `seeds` (QuaRot learns nothing: one run stands for every seed)."
+    return {k: dict(v, seeds=list(seeds), values=[v['values'][0]] * len(seeds), n=len(seeds)) for k, v in entry.items()}
+
+TARGET = ('on each model, the shipped default beats the control on answer flip rate with the 95% interval below zero and on mean '
+          'accuracy, beats the permuted-prior null (lower mean flip rate and higher mean accuracy), and closes at least half of '
+          "the control's accuracy gap to FP (QuaRot, deterministic, counts its one run for every seed).")
+
+def verdict(out:Path, models, sel:dict, n_seeds:int=8) -> str:
+    "The confirmation's paired differences per model and `TARGET`, checked for the shipped default; partial runs (< `n_seeds`) say so."
+    from fair_calib_nb.report import paired, paired_table
+    import json
+    best, control, default = sel['best'], sel['control'], sel['default']; null = null_of(best)
+    md = [f"# The confirmation (test split)\n\nValidated choice `{best}`, control `{control}`, null `{null}`, shipped default "
+          f"`{default}`. Target: {TARGET}\n"]
+    for m in models:
+        f = out/'confirm'/m/'results.json'
+        if not f.exists(): md.append(f'## {m}\n\nnot measured yet\n'); continue
+        res = json.loads(f.read_text()); sm, fp = res['summary'], res['teacher']['metrics']['acc_mean']
+        if control not in sm: md.append(f'## {m}\n\nthe control has not run yet\n'); continue
+        seeds = sm[control]['acc_mean']['seeds']
+        if 'quarot' in sm: sm['quarot'] = _constant(sm['quarot'], seeds)
+        pairs = [p for p in [(best, control), (best, null), ('quarot', control), ('quarot', null)] if p[0] in sm and p[1] in sm]
+        part = f' (partial: {len(seeds)} of {n_seeds} seeds)' if len(seeds) < n_seeds else ''
+        md += [f'## {m}{part}: method - control, mean [95% bootstrap interval over seeds] (seeds better)\n',
+               paired_table(sm, pairs), '']
+        if default not in sm or len(seeds) < 2: continue
+        fl, ac = paired(sm, 'flip_rate_answer', default, control), paired(sm, 'acc_mean', default, control)
+        gap = (fp - sm[control]['acc_mean']['mean']); closed = ac['mean'] / gap if gap > 0 else float('nan')
+        checks = [(f"flips below the control, interval excluding zero: {100*fl['mean']:+.3f} [{100*fl['ci95'][0]:+.3f}, "
+                   f"{100*fl['ci95'][1]:+.3f}] points", fl['ci95'][1] < 0),
+                  (f"accuracy above the control: {100*ac['mean']:+.2f} points", ac['mean'] > 0),
+                  (f"half of the control's gap to FP ({100*fp:.1f}) closed: {100*closed:.0f}%", closed >= 0.5)]
+        if null in sm and default != null:
+            nf, na = paired(sm, 'flip_rate_answer', default, null), paired(sm, 'acc_mean', default, null)
+            checks.append((f"beats the null: flips {100*nf['mean']:+.3f}, accuracy {100*na['mean']:+.2f} points", nf['mean'] < 0 and na['mean'] > 0))
+        md += [f'Target for `{default}` on {m}{part}:\n'] + [f"- {'met' if ok else 'NOT met'}: {t}" for t, ok in checks] + ['']
+    text = '\n'.join(md); (out/'confirm').mkdir(parents=True, exist_ok=True); (out/'confirm'/'verdict.md').write_text(text)
+    print(text); return text
+
+def selection(out:Path) -> dict:
+    "The validation split's choice written by `select` (`val/selection.json`)."
+    import json
+    f = out/'val'/'selection.json'
+    if not f.exists(): sys.exit(f'{f} not found: run `python tools/protocol.py select --out {out}` first')
+    return json.loads(f.read_text())
 
 def run(rundir:Path, args:list, threads:int, dry:bool):
     cmd = [sys.executable, '-m', 'fair_calib_nb', '--quiet'] + (['--threads', str(threads)] if '--threads' not in args else []) + \
@@ -139,7 +191,8 @@ def collect(out:Path, only=None):
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('experiment', choices=['default', 'foundation', 'gptq', 'noise', 'val', 'select-setting', 'select', 'confirm', 'collect'])
+    ap.add_argument('experiment', choices=['default', 'foundation', 'gptq', 'noise', 'val', 'select-setting', 'select', 'confirm',
+                                           'verdict', 'collect'])
     ap.add_argument('--models', nargs='+', default=MODELS); ap.add_argument('--out', default='runs')
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--dry', action='store_true')
     ap.add_argument('--methods', nargs='+', default=None, help='gptq: only these methods (a reduced run; --resume adds the rest later)')
@@ -147,14 +200,16 @@ if __name__ == '__main__':
     ap.add_argument('--schemes', nargs='+', default=None, help='only the runs of these schemes (W4A16, W4A8, W4A4)')
     ap.add_argument('--weights', nargs='+', default=None, help='only the runs with these weight roundings (rtn, gptq)')
     ap.add_argument('--only', nargs='+', default=None, help='only the run directories whose name contains one of these (e.g. -t1)')
-    ap.add_argument('--best', default=None, help='confirm: the method chosen on the validation split (e.g. decision)')
+    ap.add_argument('--best', default=None, help='confirm: the method chosen on the validation split (default: SELECTION/val/selection.json)')
+    ap.add_argument('--selection', default=str(ROOT/'data'/'results'), help='confirm: where `select` wrote val/selection.json')
     ap.add_argument('--control', default=None, help='confirm: its uniform-weight control (default: the candidate\'s, `CANDIDATES`)')
     a = ap.parse_args(); out = Path(a.out)
     if a.experiment == 'collect': collect(out, a.only); sys.exit()
     if a.experiment == 'select': select(out, a.models); sys.exit()
     if a.experiment == 'select-setting': select_setting(out, a.models); sys.exit()
+    if a.experiment == 'verdict': verdict(out, a.models, selection(out)); sys.exit()
     if a.experiment == 'confirm':
-        if not a.best: sys.exit('confirm needs --best METHOD (the validation split\'s choice)')
+        if not a.best: a.best = selection(Path(a.selection))['best']
         control = a.control or CANDIDATES.get(a.best.split('[')[0])
         if not control: sys.exit(f'confirm: no control known for {a.best!r}; pass --control')
         todo = confirm_runs(a.models, a.best, control)
