@@ -15,8 +15,8 @@ __all__ = ['VERSION', 'METHOD_NAMES', 'DEFAULT_METHOD', 'RUN_DEFAULTS', 'SHIPPED
 VERSION = '0.1.0'
 METHOD_NAMES = ('rtn', 'quarot', 'flatquant', 'fair', 'paper', 'frontier_only', 'reliability_only', 'fair_constant', 'fair_late',
                 'fair_deployed', 'fair_fragility', 'decision')
-DEFAULT_METHOD = 'fair'   # = calib.DEFAULT_METHOD (tested below; the CLI answers --help without importing torch)
-RUN_DEFAULTS = dict(model='tiny-llada', methods=list(dict.fromkeys(['rtn', 'quarot', 'flatquant', DEFAULT_METHOD])), scheme='W4A4',
+DEFAULT_METHOD = 'quarot'   # = calib.DEFAULT_METHOD (tested below; the CLI answers --help without importing torch)
+RUN_DEFAULTS = dict(model='tiny-llada', methods=list(dict.fromkeys(['rtn', 'quarot', 'flatquant', 'fair', DEFAULT_METHOD])), scheme='W4A4',
                     weights='rtn', n_probe=256, epochs=8, seeds=[0], n_calib=128, limit=200, n_lag=64, eval_split='test')
 SHIPPED = ('tiny-llada', 'tiny-dream')
 SUBCOMMANDS = ('run', 'quantize', 'eval', 'report', 'dryrun')

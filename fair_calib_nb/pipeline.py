@@ -57,7 +57,7 @@ class PipelineError(RuntimeError):
 class PipelineConfig:
     "Everything a `fair-calib run` depends on."
     model:str = 'tiny-llada'       # shipped name or checkpoint directory
-    methods:tuple = tuple(dict.fromkeys(('rtn', 'quarot', 'flatquant', DEFAULT_METHOD)))   # the shipped default may be one of the three
+    methods:tuple = tuple(dict.fromkeys(('rtn', 'quarot', 'flatquant', 'fair', DEFAULT_METHOD)))   # the baselines, the paper's, the default
     scheme:str = 'W4A4'            # 'W4A4', 'W4A8', 'W4A16', optionally with a weight format: 'W4A4-int4', 'W4A16-fp4'
     weights:str = 'rtn'            # rounding of the folded weights: 'rtn' or 'gptq'
     n_probe:int = 256              # Stage I rollouts per seed
