@@ -132,17 +132,25 @@ TARGET = ('on each model, the shipped default beats the control on answer flip r
           'accuracy, beats the permuted-prior null (lower mean flip rate and higher mean accuracy), and closes at least half of '
           "the control's accuracy gap to FP (QuaRot, deterministic, counts its one run for every seed).")
 
+def _confirm_summary(d:Path):
+    "Summary and FP accuracy of a confirmation run: its `results.json`, else (a run still going) its finished students."
+    import json
+    from fair_calib_nb.report import summarize
+    if (d/'results.json').exists():
+        res = json.loads((d/'results.json').read_text()); return res['summary'], res['teacher']['metrics']['acc_mean']
+    rows = [json.loads(f.read_text()) for f in sorted((d/'runs').glob('*.json'))] if (d/'runs').exists() else []
+    if not rows or not (d/'teacher.json').exists(): return None, None
+    return summarize(rows), json.loads((d/'teacher.json').read_text())['metrics']['acc_mean']
+
 def verdict(out:Path, models, sel:dict, n_seeds:int=8) -> str:
     "The confirmation's paired differences per model and `TARGET`, checked for the shipped default; partial runs (< `n_seeds`) say so."
     from fair_calib_nb.report import paired, paired_table
-    import json
     best, control, default = sel['best'], sel['control'], sel['default']; null = null_of(best)
     md = [f"# The confirmation (test split)\n\nValidated choice `{best}`, control `{control}`, null `{null}`, shipped default "
           f"`{default}`. Target: {TARGET}\n"]
     for m in models:
-        f = out/'confirm'/m/'results.json'
-        if not f.exists(): md.append(f'## {m}\n\nnot measured yet\n'); continue
-        res = json.loads(f.read_text()); sm, fp = res['summary'], res['teacher']['metrics']['acc_mean']
+        sm, fp = _confirm_summary(out/'confirm'/m)
+        if sm is None: md.append(f'## {m}\n\nnot measured yet\n'); continue
         if control not in sm: md.append(f'## {m}\n\nthe control has not run yet\n'); continue
         seeds = sm[control]['acc_mean']['seeds']
         if 'quarot' in sm: sm['quarot'] = _constant(sm['quarot'], seeds)
@@ -157,7 +165,7 @@ def verdict(out:Path, models, sel:dict, n_seeds:int=8) -> str:
                    f"{100*fl['ci95'][1]:+.3f}] points", fl['ci95'][1] < 0),
                   (f"accuracy above the control: {100*ac['mean']:+.2f} points", ac['mean'] > 0),
                   (f"half of the control's gap to FP ({100*fp:.1f}) closed: {100*closed:.0f}%", closed >= 0.5)]
-        if null in sm and default != null:
+        if null in sm:
             nf, na = paired(sm, 'flip_rate_answer', default, null), paired(sm, 'acc_mean', default, null)
             checks.append((f"beats the null: flips {100*nf['mean']:+.3f}, accuracy {100*na['mean']:+.2f} points", nf['mean'] < 0 and na['mean'] > 0))
         md += [f'Target for `{default}` on {m}{part}:\n'] + [f"- {'met' if ok else 'NOT met'}: {t}" for t, ok in checks] + ['']
@@ -201,13 +209,13 @@ if __name__ == '__main__':
     ap.add_argument('--weights', nargs='+', default=None, help='only the runs with these weight roundings (rtn, gptq)')
     ap.add_argument('--only', nargs='+', default=None, help='only the run directories whose name contains one of these (e.g. -t1)')
     ap.add_argument('--best', default=None, help='confirm: the method chosen on the validation split (default: SELECTION/val/selection.json)')
-    ap.add_argument('--selection', default=str(ROOT/'data'/'results'), help='confirm: where `select` wrote val/selection.json')
+    ap.add_argument('--selection', default=str(ROOT/'data'/'results'), help='confirm, verdict: where `select` wrote val/selection.json')
     ap.add_argument('--control', default=None, help='confirm: its uniform-weight control (default: the candidate\'s, `CANDIDATES`)')
     a = ap.parse_args(); out = Path(a.out)
     if a.experiment == 'collect': collect(out, a.only); sys.exit()
     if a.experiment == 'select': select(out, a.models); sys.exit()
     if a.experiment == 'select-setting': select_setting(out, a.models); sys.exit()
-    if a.experiment == 'verdict': verdict(out, a.models, selection(out)); sys.exit()
+    if a.experiment == 'verdict': verdict(out, a.models, selection(Path(a.selection))); sys.exit()
     if a.experiment == 'confirm':
         if not a.best: a.best = selection(Path(a.selection))['best']
         control = a.control or CANDIDATES.get(a.best.split('[')[0])
