@@ -10,6 +10,8 @@
     python tools/protocol.py val               # the prior methods and their controls on the validation split, seeds 0-3
     python tools/protocol.py select-setting    # the calibration setting for val, from the noise screen (rule in `select_setting`)
     python tools/protocol.py select --out data/results   # the validated best prior and shipped default (rule in `select`)
+    python tools/protocol.py ablation --models tiny-dream --only s01   # the paper's ablation, one prior term at a time (val, seeds 0-1)
+    python tools/protocol.py ablation --tables --out data/results      # ... beside val's fair and its control (ablation/ablation.md)
     python tools/protocol.py confirm           # val/selection.json's prior (or --best M) vs its control, its null, QuaRot; test, seeds 0-7
     python tools/protocol.py verdict --out data/results   # the confirmation's paired differences and the target, per model (confirm/verdict.md)
     python tools/protocol.py collect           # copy results.json / results.md of finished runs into data/results/ (--only gptq/ noise/)
@@ -49,7 +51,35 @@ def experiments(models, methods=None, seeds=None):
     arms = ['flatquant[prompt_floor=0.1]', 'fair', 'fair_deployed', 'fair_fragility',
             'flatquant[data=\'states\',prompt_floor=0.1]', 'decision']
     ex['val'] = [(f'val/{m}', ['--model', m, '--methods', *arms, '--seeds', '0', '1', '2', '3'] + val + VAL_SETTING) for m in models]
+    # the paper's Dream ablation (one prior term at a time) on val's problems and seeds, read beside val's `fair` and its
+    # control by `ablation`; two directories per model (seeds 0-1, 2-3) so that two one-thread lanes can share the work
+    ex['ablation'] = [(f'ablation/{m}-s{a}{b}', ['--model', m, '--methods', *ABLATION, '--seeds', a, b] + val + VAL_SETTING)
+                      for m in models for a, b in (('0', '1'), ('2', '3'))]
     return ex
+
+ABLATION = ['frontier_only', 'reliability_only']
+
+def _rows(d:Path) -> list:
+    "The per-student rows of a run directory: its `results.json`, else (a run still going) its finished students."
+    import json
+    if (d/'results.json').exists(): return json.loads((d/'results.json').read_text())['runs']
+    return [json.loads(f.read_text()) for f in sorted((d/'runs').glob('*.json'))] if (d/'runs').exists() else []
+
+def ablation(out:Path, models) -> str:
+    """The paper's ablation beside ours: `fair` (both prior terms), each term alone and uniform weights (the control,
+    same prompt floor), paired on the validation split's seeds; written to `ablation/ablation.md`."""
+    from fair_calib_nb.report import summarize, paired_table
+    ctrl = CANDIDATES['fair']; md = ['# The prior\'s terms one at a time (validation split)\n',
+          'The paper (Dream-7B-Base, W4A4, mean over 10 benchmarks): both terms 64.64, frontier only 63.12, reliability only '
+          '62.89, uniform 61.76. Ours: each arm minus the uniform-weight control with the same prompt floor, '
+          'mean [95% bootstrap interval over seeds] (seeds better).\n']
+    for m in models:
+        rows = [r for d in [out/'val'/m, *sorted((out/'ablation').glob(f'{m}-s*'))] for r in _rows(d) if r['method'] in ('fair', ctrl, *ABLATION)]
+        sm = summarize(rows)
+        if not all(k in sm for k in ('fair', ctrl, *ABLATION)): md.append(f'## {m}\n\nnot measured yet\n'); continue
+        md += [f'## {m}\n', paired_table(sm, [('fair', ctrl), *((a, ctrl) for a in ABLATION), *(('fair', a) for a in ABLATION)]), '']
+    text = '\n'.join(md); (out/'ablation').mkdir(parents=True, exist_ok=True); (out/'ablation'/'ablation.md').write_text(text)
+    print(text); return text
 
 def null_of(method:str) -> str:
     "The permuted-prior null of a prior method: the same arm with `permute=True`."
@@ -133,14 +163,14 @@ TARGET = ('on each model, the shipped default beats the control on answer flip r
           "the control's accuracy gap to FP (QuaRot, deterministic, counts its one run for every seed).")
 
 def _confirm_summary(d:Path):
-    "Summary and FP accuracy of a confirmation run: its `results.json`, else (a run still going) its finished students."
+    "Summary and FP accuracy of a confirmation run, finished or (read from its finished students) still going."
     import json
     from fair_calib_nb.report import summarize
-    if (d/'results.json').exists():
-        res = json.loads((d/'results.json').read_text()); return res['summary'], res['teacher']['metrics']['acc_mean']
-    rows = [json.loads(f.read_text()) for f in sorted((d/'runs').glob('*.json'))] if (d/'runs').exists() else []
-    if not rows or not (d/'teacher.json').exists(): return None, None
-    return summarize(rows), json.loads((d/'teacher.json').read_text())['metrics']['acc_mean']
+    rows, res, tj = _rows(d), d/'results.json', d/'teacher.json'
+    if res.exists(): fp = json.loads(res.read_text())['teacher']['metrics']['acc_mean']
+    elif rows and tj.exists(): fp = json.loads(tj.read_text())['metrics']['acc_mean']
+    else: return None, None
+    return summarize(rows), fp
 
 def verdict(out:Path, models, sel:dict, n_seeds:int=8) -> str:
     "The confirmation's paired differences per model and `TARGET`, checked for the shipped default; partial runs (< `n_seeds`) say so."
@@ -199,8 +229,8 @@ def collect(out:Path, only=None):
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('experiment', choices=['default', 'foundation', 'gptq', 'noise', 'val', 'select-setting', 'select', 'confirm',
-                                           'verdict', 'collect'])
+    ap.add_argument('experiment', choices=['default', 'foundation', 'gptq', 'noise', 'val', 'ablation', 'select-setting', 'select',
+                                           'confirm', 'verdict', 'collect'])
     ap.add_argument('--models', nargs='+', default=MODELS); ap.add_argument('--out', default='runs')
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--dry', action='store_true')
     ap.add_argument('--methods', nargs='+', default=None, help='gptq: only these methods (a reduced run; --resume adds the rest later)')
@@ -210,11 +240,13 @@ if __name__ == '__main__':
     ap.add_argument('--only', nargs='+', default=None, help='only the run directories whose name contains one of these (e.g. -t1)')
     ap.add_argument('--best', default=None, help='confirm: the method chosen on the validation split (default: SELECTION/val/selection.json)')
     ap.add_argument('--selection', default=str(ROOT/'data'/'results'), help='confirm, verdict: where `select` wrote val/selection.json')
+    ap.add_argument('--tables', action='store_true', help='ablation: write the paired tables from finished runs instead of running')
     ap.add_argument('--control', default=None, help='confirm: its uniform-weight control (default: the candidate\'s, `CANDIDATES`)')
     a = ap.parse_args(); out = Path(a.out)
     if a.experiment == 'collect': collect(out, a.only); sys.exit()
     if a.experiment == 'select': select(out, a.models); sys.exit()
     if a.experiment == 'select-setting': select_setting(out, a.models); sys.exit()
+    if a.experiment == 'ablation' and a.tables: ablation(out, a.models); sys.exit()
     if a.experiment == 'verdict': verdict(out, a.models, selection(Path(a.selection))); sys.exit()
     if a.experiment == 'confirm':
         if not a.best: a.best = selection(Path(a.selection))['best']
