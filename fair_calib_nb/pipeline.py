@@ -199,12 +199,6 @@ NOTES = ['Weights: bitsandbytes 4-bit (NF4 blockwise by default) or per-channel 
          'Flip rate, post-commit mismatch and KL are measured on the teacher\'s own decoding states (teacher-forced), over answer '
          'positions (before or at the teacher\'s first <eoa>) unless marked "window"; accuracy and agreement on each model\'s own decoding.']
 
-def _pairs(res:dict) -> list:
-    "The (method, control) pairs of the report: the config's, else every method against flatquant, where they share >1 seed."
-    sm, base = res['summary'], 'flatquant'
-    pairs = [tuple(p) for p in res['config'].get('pairs') or []] or [(m, base) for m in sm if m != base]
-    return [(m, c) for m, c in pairs if m in sm and c in sm and len(set(sm[m]['acc_mean']['seeds']) & set(sm[c]['acc_mean']['seeds'])) > 1]
-
 def report_sections(res:dict, ref_lag:torch.Tensor, rows:list, priors:dict) -> list:
     "The sections of `report.html` for a results dict."
     sm, teacher = res['summary'], res['teacher']['metrics']
@@ -221,6 +215,31 @@ def report_sections(res:dict, ref_lag:torch.Tensor, rows:list, priors:dict) -> l
              ('table', (['invocation', 'stage', 'seconds', 'peak RSS MB'], [[i, k, v['seconds'], v.get('peak_rss_mb', '')]
                         for i, t in enumerate(res['timings']) for k, v in t['stages'].items()]))]
     return secs
+
+# %% ../nbs/20_pipeline.ipynb #5fa79897
+def _setting(spec:str, prior:dict) -> tuple:
+    "What a control must share with `spec`: calibration data, effective prompt floor and every other field but `permute`."
+    name, kw = method_spec(spec); w = METHODS[name].weighting
+    floor = kw.get('prompt_floor', 1.0 if w == 'uniform' else prior_config(name, PriorConfig(**prior)).prompt_floor)
+    rest = {k: v for k, v in kw.items() if k not in ('data', 'prompt_floor', 'permute')}
+    return kw.get('data') or ('states' if w == 'states' else 'clean'), float(floor), sorted(rest.items())
+
+def _pairs(res:dict) -> list:
+    """The (method, control) pairs of the report, where both share >1 seed: the config's `pairs`, else each method against
+    the uniform-weight FlatQuant that differs from it in the weights alone (same data and prompt floor) or, without one,
+    plain `flatquant` (else the first FlatQuant that ran); and each prior method against its permuted null."""
+    sm, prior = res['summary'], res['config'].get('prior') or {}
+    pairs = [tuple(p) for p in res['config'].get('pairs') or []]
+    if not pairs:
+        flat = [c for c in sm if method_spec(c)[0] == 'flatquant']
+        for m in sm:
+            name, kw = method_spec(m)
+            if kw.get('permute'): pairs += [(b, m) for b in sm if method_spec(b) == (name, {k: v for k, v in kw.items() if k != 'permute'})]
+            same = [c for c in flat if _setting(c, prior) == _setting(m, prior)]
+            ctrl = next((c for c in same + ['flatquant'] + flat if c != m and c in sm), None)
+            if ctrl and (name != 'flatquant' or ctrl == 'flatquant'): pairs.append((m, ctrl))
+        pairs = sorted(set(pairs), key=pairs.index)
+    return [(m, c) for m, c in pairs if m in sm and c in sm and len(set(sm[m]['acc_mean']['seeds']) & set(sm[c]['acc_mean']['seeds'])) > 1]
 
 # %% ../nbs/20_pipeline.ipynb #5dbb83c4
 class _Timings:
@@ -274,8 +293,10 @@ def write_report(res:dict, out, priors:dict=None) -> Path:
     out = Path(out)
     if priors is None: priors = {p.stem.rsplit('-s', 1)[0]: Prior.load(p) for p in sorted((out/'priors').glob('*-s*.json'))}
     (out/'results.json').write_text(json.dumps(res, indent=1))
+    pairs = _pairs(res)
     md = (f"# {res['model']} {res['quant']}\n\n" + summary_table(res['summary'], res['teacher']['metrics']) + '\n\n'
-          + '\n'.join(f'- {n}' for n in NOTES) + '\n')
+          + (f'Paired differences, mean [95% bootstrap interval over seeds] (seeds better):\n\n{paired_table(res["summary"], pairs)}\n\n'
+             if pairs else '') + '\n'.join(f'- {n}' for n in NOTES) + '\n')
     (out/'results.md').write_text(md)
     report_html(out/'report.html', f"FAIR-Calib report: {res['model']} {res['quant']} ({res['eval_split']} split)",
                 report_sections(res, torch.tensor(res['teacher']['lag']), res['runs'], priors))
