@@ -23,8 +23,8 @@ from .report import (summarize, summary_table, paired_table, metric_figure, bloc
 
 # %% auto #0
 __all__ = ['DETERMINISTIC', 'RESUME_KEYS', 'NOTES', 'method_spec', 'run_name', 'PipelineError', 'PipelineConfig', 'prepare_out',
-           'stage1', 'eval_splits', 'teacher_states', 'teacher_reference', 'run_one', 'report_sections', 'run_pipeline',
-           'write_report']
+           'stage1', 'eval_splits', 'teacher_states', 'teacher_reference', 'eval_memory', 'check_eval_memory',
+           'run_one', 'report_sections', 'run_pipeline', 'write_report']
 
 # %% ../nbs/20_pipeline.ipynb #11130d96
 DETERMINISTIC = ('rtn', 'quarot')   # no random choice: one run stands for every seed
@@ -167,6 +167,27 @@ def teacher_reference(teacher:DLLM, splits:dict, progress:bool=None, out:Path=No
     if path is not None: path.write_text(json.dumps(ref))
     return dict(ref, lag=lag, tf=tf, reused=False)
 
+# %% ../nbs/20_pipeline.ipynb #693334bc
+def eval_memory(teacher:DLLM, splits:dict) -> int:
+    "Bytes the evaluation holds at once: the teacher's log-probs on every suite's states, one suite's student log-probs and temporaries."
+    d, n = default_decoding(teacher), [len(s['eval'].prompts) for s in splits.values()]
+    return 4 * d.steps * d.gen_length * teacher.model.config.vocab_size * (sum(n) + 3 * max(n))
+
+def _available_memory():
+    "Bytes of memory available to this process (Linux `MemAvailable`), or None where unknown."
+    try:
+        with open('/proc/meminfo') as f: return int(next(l for l in f if l.startswith('MemAvailable')).split()[1]) * 1024
+    except (OSError, StopIteration, ValueError): return None
+
+def check_eval_memory(teacher:DLLM, splits:dict, available:int=None):
+    "Refuse an evaluation that cannot fit in `available` bytes (default: what the machine has free), naming the `--limit` that fits."
+    need, avail = eval_memory(teacher, splits), available or _available_memory()
+    if avail is None or need <= avail: return
+    n = max(len(s['eval'].prompts) for s in splits.values())
+    raise PipelineError(f'evaluating {n} problems per suite keeps {teacher.name}\'s log-probabilities over {teacher.model.config.vocab_size} '
+                        f'tokens at every step and position: about {need / 1e9:.1f} GB, more than the {avail / 1e9:.1f} GB available; '
+                        f'pass --limit {max(1, int(n * avail / need))} or less')
+
 # %% ../nbs/20_pipeline.ipynb #23acca22
 def _student(teacher, splits, cfg, method, seed, prior, out, resume, progress):
     name = run_name(method, seed); final = out/'models'/name if out is not None else None
@@ -271,6 +292,7 @@ def run_pipeline(cfg:PipelineConfig, out, overwrite:bool=False, resume:bool=Fals
     out = prepare_out(out, cfg, overwrite, resume)
     tm = _Timings(out, resume); times = tm.stages
     teacher, splits = load_dllm(cfg.model, trust_remote_code=cfg.trust_remote_code), eval_splits(cfg)
+    check_eval_memory(teacher, splits)                        # before the teacher is decoded
     logger.info('%s: %d runs of %s (%s), seeds %s -> %s', teacher, len(cfg.runs()), cfg.quant, ', '.join(cfg.methods), list(cfg.seeds), out)
     ref = teacher_reference(teacher, splits, progress, out, resume)
     if not ref['reused']: times.update(ref['times']); tm.save()

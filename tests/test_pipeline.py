@@ -70,6 +70,14 @@ def test_bad_input_before_any_model(tmp_path, capsys):
     assert "unknown field(s) ['learning_rate']" in capsys.readouterr().err
     assert not (tmp_path/'z').exists()
 
+def test_evaluation_too_large_for_memory_is_refused(tmp_path, capsys, monkeypatch):
+    "An evaluation whose log-probabilities cannot fit is refused before the teacher is decoded, naming a --limit that fits."
+    import fair_calib_nb.pipeline as P
+    monkeypatch.setattr(P, '_available_memory', lambda: 100_000)
+    assert _run(SMALL + ['--out', str(tmp_path/'m')]) == 2
+    err = capsys.readouterr().err
+    assert "log-probabilities over 47 tokens" in err and 'pass --limit 1 or less' in err and not (tmp_path/'m'/'teacher.json').exists()
+
 def test_help_is_quick_and_imports_no_torch():
     "`fair-calib --help` parses before any heavy import (timings: benchmarks/bench_cli.py)."
     code = ("import sys; sys.argv = ['fair-calib', '--help']; import fair_calib_nb.cli as c\n"
