@@ -22,7 +22,7 @@ SCHEDULES = ('early', 'constant', 'late')
 
 @dataclass
 class PriorConfig:
-    "Knobs of the Stage I prior (defaults: DESIGN.md section 2)."
+    "Knobs of the Stage I prior (defaults: the paper's Stage I as described above)."
     n_probe:int = 256            # rollouts of the teacher
     rule:str = 'random'          # commit rule of the probes: 'random' (policy-agnostic) or 'deployed' (the model's sampler)
     schedule:str = 'early'       # lambda0(t): 'early' (boost -> 1), 'constant' (1), 'late' (1 -> boost)
