@@ -11,7 +11,8 @@ from .frontier import answer_positions, block_index, reliability
 from .evaluate import teacher_forced, window_logprobs
 
 # %% auto #0
-__all__ = ['SIGNALS', 'flip_atlas', 'roc_auc', 'top_decile_lift', 'signal_table', 'rate_by', 'atlas_report', 'first_difference']
+__all__ = ['SIGNALS', 'flip_atlas', 'roc_auc', 'top_decile_lift', 'roc_curve', 'quantile_rates', 'signal_table', 'rate_by',
+           'atlas_report', 'first_difference']
 
 # %% ../nbs/18_atlas.ipynb #c7c94ac1
 def flip_atlas(teacher:DLLM, students:dict, prompts:dict, cfg:DecodeConfig=None) -> dict:
@@ -54,6 +55,29 @@ SIGNALS = {   # name: (column, sign): higher signal = predicted more fragile
     '1 - reliability': ('reliability', -1), 'step': ('step', 1), 'position': ('position', 1), 'block': ('block', 1),
     'steps masked in block': ('step_in_block', 1), 'answer (vs padding)': ('answer', 1)}
 
+# %% ../nbs/18_atlas.ipynb #a7c1d0e2
+def roc_curve(score:torch.Tensor, label:torch.Tensor, n:int=40) -> dict:
+    "ROC points `{'fpr', 'tpr'}` from (0, 0) to (1, 1) at up to `n` thresholds of `score` (higher = predicted flip); empty without both classes."
+    s, y = score.double().flatten(), label.bool().flatten()
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0: return dict(fpr=[], tpr=[])
+    th = s.unique()
+    if len(th) > n: th = torch.quantile(s, torch.linspace(0, 1, n + 1, dtype=torch.double)).unique()
+    th = th.flip(0)
+    hit = s[None] >= th[:, None]                                        # (thresholds, commits)
+    tpr, fpr = (hit & y).sum(1) / n1, (hit & ~y).sum(1) / n0
+    r = lambda v: [0.0] + [round(float(x), 4) for x in v] + [1.0]
+    return dict(fpr=r(fpr), tpr=r(tpr))
+
+def quantile_rates(atlas:dict, student:str, column:str, keep:torch.Tensor=None, q:int=10) -> list:
+    "One student's flip rate in `q` equal-count groups of commits ranked by `column`: `[{'lo', 'hi', 'n', 'rate'}]`."
+    keep = torch.ones_like(atlas['answer']) if keep is None else keep
+    v, y = atlas[column][keep].double(), atlas[f'flip_{student}'][keep].float()
+    if len(v) < q: raise ValueError(f'{len(v)} commits cannot be split into {q} groups')
+    o = v.argsort()
+    return [dict(lo=round(float(v[g].min()), 4), hi=round(float(v[g].max()), 4), n=len(g), rate=float(y[g].mean()))
+            for g in o.tensor_split(q)]
+
 # %% ../nbs/18_atlas.ipynb #f33d4c18
 def signal_table(atlas:dict, student:str, answer_only:bool=False) -> list:
     "`[signal, AUC, top-decile lift]` rows for one student's flips (optionally over answer positions only)."
@@ -82,7 +106,7 @@ def _margin_bins(atlas, student, keep, edges=(0, .1, .2, .3, .5, .7, .9, 1.0001)
     return out
 
 def atlas_report(teacher:DLLM, students:dict, prompts:dict) -> dict:
-    "Signal tables and flip rates (by block, step, position, teacher margin, answer vs padding) per student, JSON-ready."
+    "Signal tables, ROC curves and flip rates (by block, step, position, teacher margin and its deciles, answer vs padding) per student, JSON-ready."
     at = flip_atlas(teacher, students, prompts); ans = at['answer']
     rep = dict(teacher=teacher.name, n_commits=len(ans), n_answer=int(ans.sum()), suites=at['suites'], students={})
     for s in students:
@@ -92,7 +116,9 @@ def atlas_report(teacher:DLLM, students:dict, prompts:dict) -> dict:
             flip_rate_padding=float(y[~ans].float().mean()) if (~ans).any() else None,
             signals=[dict(signal=n, auc=a, lift=l) for n, a, l in signal_table(at, s, answer_only=True)],
             by_block=rate_by(at, s, 'block', ans), by_step_in_block=rate_by(at, s, 'step_in_block', ans),
-            by_position=rate_by(at, s, 'position', ans), by_margin=_margin_bins(at, s, ans))
+            by_position=rate_by(at, s, 'position', ans), by_margin=_margin_bins(at, s, ans),
+            by_margin_decile=quantile_rates(at, s, 'margin', ans), roc={n: roc_curve(sign * at[col][ans].double(), y[ans])
+                                                                        for n, (col, sign) in SIGNALS.items() if col != 'answer'})
     return rep
 
 # %% ../nbs/18_atlas.ipynb #4d778c5f

@@ -8,12 +8,15 @@ import html, json, platform, random, statistics
 from pathlib import Path
 import torch
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 from .evaluate import metric, HEADLINE
 from .models import resolve_model_path
+from .viz import method_color, tidy
 
 # %% auto #0
-__all__ = ['markdown_table', 'html_table', 'summarize', 'summary_table', 'paired', 'paired_table', 'method_color',
-           'metric_figure', 'block_figure', 'environment', 'settings_rows', 'report_html', 'models_table']
+__all__ = ['markdown_table', 'html_table', 'summarize', 'summary_table', 'paired', 'paired_table', 'metric_figure',
+           'block_figure', 'strip_figure', 'paired_rows', 'forest_figure', 'environment', 'settings_rows',
+           'report_html', 'models_table']
 
 # %% ../nbs/19_report.ipynb #b2b3d795
 def markdown_table(header:list, rows:list) -> str:
@@ -79,14 +82,6 @@ def paired_table(summary:dict, pairs:list, metrics:list=None, markdown:bool=True
     return markdown_table(header, rows) if markdown else (header, rows)
 
 # %% ../nbs/19_report.ipynb #f3834777
-_PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
-_FIXED = {'rtn': '#7f7f7f', 'quarot': '#bcbd22', 'flatquant': '#1f77b4', 'fair': '#d62728', 'paper': '#d62728', 'decision': '#2ca02c'}
-
-def method_color(method:str) -> str:
-    "A stable colour per method name (fixed for the main methods, hashed for the rest)."
-    base = method.split('+')[0]
-    return _FIXED.get(method) or _FIXED.get(base) or _PALETTE[sum(map(ord, method)) % len(_PALETTE)]
-
 def _unit(name): return '%' if metric(name).scale == 100 else 'nats' if name.startswith('kl') else ''
 def _axis(name) -> str:
     "An axis title with its unit: 'mean acc (%)', 'KL (nats)'."
@@ -95,7 +90,8 @@ def _axis(name) -> str:
 
 # %% ../nbs/19_report.ipynb #a6971e2a
 def metric_figure(summary:dict, name:str, teacher:float=None) -> go.Figure:
-    "One metric over methods: a point per seed, the mean, ± std when there are several seeds, the teacher as a line."
+    "One metric over methods: a point per seed, the mean ± std, the teacher as a line; `None` when every method has one seed (the table says it all)."
+    if max((s[name]['n'] for s in summary.values() if name in s), default=1) < 2: return None
     m, fig, ys = metric(name), go.Figure(), []
     for i, (meth, s) in enumerate(summary.items()):
         if name not in s: continue
@@ -108,12 +104,10 @@ def metric_figure(summary:dict, name:str, teacher:float=None) -> go.Figure:
     if teacher is not None:
         fig.add_hline(y=m.scale * teacher, line_dash='dash', line_color='black', annotation_text='FP teacher'); ys.append(m.scale * teacher)
     lo, hi = (min(ys), max(ys)) if ys else (0, 1); pad = 0.15 * (hi - lo or abs(hi) or 1)
-    n = max((s[name]['n'] for s in summary.values() if name in s), default=1)
-    fig.update_layout(title=f"{m.label} ({'mean ± std over ' + str(n) + ' seeds' if n > 1 else 'one seed per method'}; "
-                            f"{'higher' if m.higher_better else 'lower'} is better)", showlegend=False, height=360,
-                      yaxis=dict(title=_axis(name), range=[lo - pad, hi + pad]),
-                      xaxis_title='method', margin=dict(t=50))
-    return fig
+    n = max(s[name]['n'] for s in summary.values() if name in s)
+    fig.update_layout(title=f"{m.label} (mean ± std over {n} seeds; {'higher' if m.higher_better else 'lower'} is better)", showlegend=False,
+                      height=360, yaxis=dict(title=_axis(name), range=[lo - pad, hi + pad]), xaxis_title='method')
+    return tidy(fig)
 
 # %% ../nbs/19_report.ipynb #f4649dc8
 def block_figure(summary:dict, base:str='flip_rate_answer') -> go.Figure:
@@ -126,8 +120,71 @@ def block_figure(summary:dict, base:str='flip_rate_answer') -> go.Figure:
         fig.add_trace(go.Bar(x=[f'block {k}' for k in blocks], y=ys, name=meth, marker_color=method_color(meth),
                              error_y=dict(type='data', array=err, visible=s[f'{base}_b{blocks[0]}']['n'] > 1)))
     fig.update_layout(barmode='group', title=f'{m.label} per semi-autoregressive block', height=360,
-                      yaxis_title=_axis(base) + ', answer positions', xaxis_title='block of the response window')
-    return fig
+                      yaxis_title=_axis(base) + ', answer positions', xaxis_title='block of the response window', legend_title_text='method')
+    return tidy(fig)
+
+# %% ../nbs/19_report.ipynb #d2a8c4f1
+def strip_figure(summary:dict, names=('acc_mean', 'kl_answer'), teacher:dict=None, reference:str='quarot', title:str=None) -> go.Figure:
+    "One panel per metric: a point per (method, seed), the method's mean, the FP teacher's and `reference`'s mean as lines."
+    meths = [m for m in summary if any(k in summary[m] for k in names)]
+    fig = make_subplots(1, len(names), subplot_titles=[f"{metric(k).label} ({'higher' if metric(k).higher_better else 'lower'} is better)"
+                                                       for k in names], horizontal_spacing=0.12)
+    for c, k in enumerate(names, 1):
+        f = metric(k)
+        for x, m in enumerate(meths):
+            if k not in summary[m]: continue
+            s, col = summary[m][k], method_color(m); n = len(s['values'])
+            off = [0.0] if n == 1 else [0.3 * (j / (n - 1) - 0.5) for j in range(n)]
+            fig.add_trace(go.Scatter(x=[x + o for o in off], y=[round(f.scale * v, 5) for v in s['values']], mode='markers', name=m,
+                                     legendgroup=m, showlegend=c == 1, marker=dict(color=col, size=8, opacity=0.75),
+                                     text=[f'seed {sd}' for sd in s['seeds']], hovertemplate='%{text}: %{y}<extra>' + m + '</extra>'), 1, c)
+            fig.add_trace(go.Scatter(x=[x], y=[f.scale * s['mean']], mode='markers', showlegend=False, legendgroup=m, hoverinfo='skip',
+                                     marker=dict(symbol='line-ew-open', size=30, color=col, line=dict(width=3))), 1, c)
+        lines = [('FP teacher', teacher.get(k) if teacher else None, method_color('fp'), 'dash'),
+                 (reference, summary.get(reference, {}).get(k, {}).get('mean'), method_color(reference), 'dot')]
+        for label, v, col, dash in lines:
+            if v is not None: fig.add_hline(y=f.scale * v, line=dict(color=col, dash=dash, width=1.5), annotation_text=label,
+                                            annotation_position='top left', row=1, col=c)
+        fig.update_yaxes(title_text=_axis(k), row=1, col=c)
+        fig.update_xaxes(tickvals=list(range(len(meths))), ticktext=meths, tickangle=-20, row=1, col=c)
+    fig.update_layout(title=title or 'per-seed results', height=430, legend_title_text='method')
+    return tidy(fig, legend_below=True)
+
+# %% ../nbs/19_report.ipynb #e3b9d5a2
+def paired_rows(summary:dict, pairs:list, names=('acc_mean', 'flip_rate_answer'), prefix:str='') -> list:
+    "Rows for `forest_figure`: one per `(method, control)` pair, each metric's mean difference and bootstrap 95% interval."
+    rows = []
+    for m, c in pairs:
+        ps = {k: paired(summary, k, m, c) for k in names}
+        rows.append(dict(label=f'{prefix}{m} - {c}', method=m, n=ps[names[0]]['n'],
+                         values={k: (p['mean'], *p['ci95']) for k, p in ps.items()}))
+    return rows
+
+def forest_figure(rows:list, names=('acc_mean', 'flip_rate_answer'), title:str='paired differences', height:int=None) -> go.Figure:
+    "Differences with 95% intervals, a panel per metric; `rows`: `label`, `method` (colour), `values` {metric: (mean, lo, hi)}, optional `paper`."
+    fig = make_subplots(1, len(names), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[f"{metric(k).label}: {'higher' if metric(k).higher_better else 'lower'} is better" for k in names])
+    seen = set()
+    for c, k in enumerate(names, 1):
+        sc = metric(k).scale
+        for r in rows:
+            if k not in r.get('values', {}): continue
+            mu, lo, hi = (sc * v for v in r['values'][k]); col = method_color(r['method'])
+            fig.add_trace(go.Scatter(x=[mu], y=[r['label']], mode='markers', name=r['method'], legendgroup=r['method'],
+                                     showlegend=r['method'] not in seen, marker=dict(color=col, size=9),
+                                     error_x=dict(type='data', symmetric=False, array=[hi - mu], arrayminus=[mu - lo], color=col, thickness=2),
+                                     hovertemplate=f"{r['label']}: %{{x:.3g}} [{lo:.3g}, {hi:.3g}]<extra></extra>"), 1, c)
+            seen.add(r['method'])
+            if k in r.get('paper', {}):
+                fig.add_trace(go.Scatter(x=[sc * r['paper'][k]], y=[r['label']], mode='markers', name='paper (reported)', legendgroup='paper',
+                                         showlegend='paper' not in seen, marker=dict(symbol='diamond-open', size=12, color='black'),
+                                         hovertemplate='paper: %{x:.3g}<extra></extra>'), 1, c)
+                seen.add('paper')
+        fig.add_vline(x=0, line=dict(color='#555555', width=1), row=1, col=c)
+        fig.update_xaxes(title_text=f'difference, {_axis(k)}', zeroline=False, row=1, col=c)
+    fig.update_yaxes(autorange='reversed', type='category')
+    fig.update_layout(title=title, height=height or 160 + 34 * len(rows), legend_title_text='method (point: mean, bar: 95% interval)')
+    return tidy(fig, legend_below=True)
 
 # %% ../nbs/19_report.ipynb #52a1c2f6
 def environment() -> dict:
@@ -146,14 +203,16 @@ def settings_rows(config:dict, env:dict=None, times:dict=None) -> list:
 
 # %% ../nbs/19_report.ipynb #78ab91b9
 def report_html(path, title:str, sections:list) -> Path:
-    "Write the page; `sections` holds `('h2', text)`, `('table', (header, rows))`, `('notes', [text])`, `('figure', fig)` or `('html', raw)`."
+    "Write the page: `sections` of `('h2', text)`, `('table', (header, rows))`, `('notes', [text])`, `('figure', fig or None)`, `('html', raw)`."
     import plotly.io as pio
     body, first = [f'<h1>{html.escape(title)}</h1>'], True
     for kind, item in sections:
         if kind == 'h2': body.append(f'<h2>{html.escape(item)}</h2>')
         elif kind == 'table': body.append(html_table(*item))
         elif kind == 'notes': body.append('<ul>' + ''.join(f'<li>{html.escape(n)}</li>' for n in item) + '</ul>')
-        elif kind == 'figure': body.append(pio.to_html(item, include_plotlyjs=first, full_html=False)); first = False
+        elif kind == 'figure':
+            if item is None: continue
+            body.append(pio.to_html(tidy(item), include_plotlyjs=first, full_html=False, config=dict(displaylogo=False))); first = False
         elif kind == 'html': body.append(item)
         else: raise ValueError(f'unknown report section {kind!r}')
     page = (f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>'

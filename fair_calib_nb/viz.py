@@ -4,14 +4,48 @@
 
 # %% ../nbs/09_viz.ipynb #c222d8e6
 from __future__ import annotations
+import re
 import torch
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 from .decode import Trace
 from .frontier import lag_ccdf, hit_map, reliability
 
 # %% auto #0
-__all__ = ['commit_timeline', 'lag_ccdf_figure', 'lag_histogram', 'position_step_heatmap', 'frontier_heatmap',
-           'reliability_heatmap', 'prior_figure', 'rate_figure', 'outlier_figure', 'explorer']
+__all__ = ['METHOD_COLORS', 'method_color', 'tidy', 'commit_timeline', 'lag_ccdf_figure', 'lag_histogram',
+           'position_step_heatmap', 'frontier_heatmap', 'reliability_heatmap', 'prior_figure', 'rate_figure',
+           'outlier_figure', 'explorer']
+
+# %% ../nbs/09_viz.ipynb #b51e0c3a
+METHOD_COLORS = {'fp': '#222222', 'teacher': '#222222', 'rtn': '#7f7f7f', 'quarot': '#bcbd22', 'flatquant': '#1f77b4',
+                 'fair': '#d62728', 'paper': '#d62728', 'decision': '#2ca02c', 'fair_deployed': '#ff7f0e',
+                 'fair_fragility': '#9467bd', 'frontier_only': '#e377c2', 'reliability_only': '#8c564b', 'gptq': '#17becf'}
+_SPARE = ['#17becf', '#aec7e8', '#ffbb78', '#98df8a', '#c5b0d5', '#c49c94', '#f7b6d2', '#dbdb8d']
+
+def _shade(c:str, f:float) -> str:
+    "Mix colour `c` with white (f > 0) or black (f < 0) by |f|."
+    rgb = [int(c[i:i + 2], 16) for i in (1, 3, 5)]
+    rgb = [round(v + (255 - v) * f) if f > 0 else round(v * (1 + f)) for v in rgb]
+    return '#' + ''.join(f'{v:02x}' for v in rgb)
+
+def method_color(method:str) -> str:
+    "The colour of `method` in every figure (see above); 'FP teacher' and 'fp' are the teacher's."
+    name = str(method).strip(); low = name.lower()
+    if low in METHOD_COLORS: return METHOD_COLORS[low]
+    if low.startswith(('fp', 'teacher')): return METHOD_COLORS['fp']
+    base = re.split(r'[\[+ ,(]', low, maxsplit=1)[0]
+    if base in METHOD_COLORS: return _shade(METHOD_COLORS[base], 0.55 if 'permute' in low else -0.35)
+    return _SPARE[sum(map(ord, name)) % len(_SPARE)]
+
+def tidy(fig:go.Figure, legend_below:bool=False) -> go.Figure:
+    "The shared layout: the title below the toolbar, left-aligned, with a top margin that fits its lines (returns `fig`)."
+    t = fig.layout.title.text
+    if t:
+        lines = 1 + len(re.findall(r'<br\s*/?>', t))
+        fig.update_layout(title=dict(x=0, xref='paper', xanchor='left', yref='container', y=1, yanchor='top', pad=dict(t=30)),
+                          margin=dict(t=max(fig.layout.margin.t or 0, 44 + 22 * lines)))
+    if legend_below: fig.update_layout(legend=dict(orientation='h', yanchor='top', y=-0.2, x=0))
+    return fig
 
 # %% ../nbs/09_viz.ipynb #cffe39ab
 def _tok_text(tokenizer, ids):
@@ -20,56 +54,82 @@ def _tok_text(tokenizer, ids):
     return [names.get(i, toks[i]) for i in ids]
 
 # %% ../nbs/09_viz.ipynb #38dea17d
+def _commit_conf(trace:Trace, run:int) -> torch.Tensor:
+    "Probability of each committed token at its commit step (the argmax's when it is the token, else from `logp`; NaN unknown)."
+    cs, tok, G = trace.commit_step[run], trace.tokens[run], trace.gen_length
+    ok = (cs >= 0) & (cs < trace.steps); t = cs.clamp(0, trace.steps - 1); i = torch.arange(G)
+    p = torch.where(trace.argmax[run][t, i] == tok, trace.prob[run][t, i].float(), torch.tensor(float('nan')))
+    if trace.logp is not None: p = trace.logp[run][t, i, tok].float().exp()
+    return torch.where(ok, p, torch.tensor(float('nan')))
+
 def commit_timeline(trace:Trace, tokenizer, run:int=0, title:str=None) -> go.Figure:
-    "Positions x steps for one run: state (masked / written now / written earlier), argmax token and its probability; a step slider highlights S_t."
-    T = trace.steps
-    cs = trace.commit_step[run]; st = torch.arange(T)[:, None]
-    state = torch.where(cs[None] > st, 0, torch.where(cs[None] == st, 2, 1)).float()         # 0 masked, 1 earlier, 2 now
-    text = [_tok_text(tokenizer, row) for row in trace.argmax[run].tolist()]
-    prob = trace.prob[run]
-    custom = torch.stack([prob, (trace.argmax[run] != trace.tokens[run][None]).float()], -1).numpy()
-    hover = ('step %{y}, position %{x}<br>argmax %{text} (p=%{customdata[0]:.3f})<br>'
-             'state: %{z}<extra></extra>')
-    colors = [[0, '#e8e8e8'], [0.5, '#9ecae1'], [1, '#d6604d']]
-    heat = go.Heatmap(z=state.numpy(), text=text, customdata=custom, texttemplate='%{text}', colorscale=colors, zmin=0, zmax=2,
-                      showscale=False, hovertemplate=hover, xgap=1, ygap=1)
-    def band(t): return dict(type='rect', xref='paper', x0=0, x1=1, y0=t-.5, y1=t+.5, line=dict(color='black', width=2))
-    final = ''.join(c for c in _tok_text(tokenizer, trace.tokens[run].tolist()) if c not in '·▒ ')
+    "Steps x positions of one run: committed cells show their token coloured by its probability at the commit, masked ones the top guess."
+    T, G = trace.steps, trace.gen_length
+    cs = trace.commit_step[run]; st = torch.arange(T)[:, None]; done = (cs[None] <= st) & (cs[None] >= 0)
+    conf = _commit_conf(trace, run)
+    final, guess = _tok_text(tokenizer, trace.tokens[run].tolist()), [_tok_text(tokenizer, r) for r in trace.argmax[run].tolist()]
+    z = torch.where(done, conf[None].expand(T, G), torch.tensor(float('nan'))).numpy().round(3)
+    txt = [[(f'<b>{final[i]}</b>' if cs[i] == t else final[i]) if done[t, i] else '' for i in range(G)] for t in range(T)]
+    hov = [[f'committed at step {int(cs[i])}: {final[i]} (p at commit {float(conf[i]):.3f})' if done[t, i] else
+            f'masked; top guess {guess[t][i]} (p {float(trace.prob[run][t, i]):.3f})' for i in range(G)] for t in range(T)]
+    gz = torch.where(done, torch.tensor(float('nan')), torch.tensor(0.)).numpy()
+    gtxt = [[guess[t][i] if not done[t, i] else '' for i in range(G)] for t in range(T)]
+    masked = go.Heatmap(z=gz, text=gtxt, texttemplate='%{text}', textfont=dict(color='#9a9a9a'), colorscale=[[0, '#ececec'], [1, '#ececec']],
+                        showscale=False, hoverinfo='skip', xgap=1, ygap=1, name='masked')
+    heat = go.Heatmap(z=z, text=txt, customdata=hov, texttemplate='%{text}', colorscale='Blues', zmin=0, zmax=1, xgap=1, ygap=1,
+                      hovertemplate='step %{y}, position %{x}<br>%{customdata}<extra></extra>', name='committed',
+                      colorbar=dict(title=dict(text='p at commit', side='right'), len=0.8))
+    def band(t): return dict(type='rect', xref='paper', x0=0, x1=1, y0=t-.5, y1=t+.5, line=dict(color='#d62728', width=2))
     prompt = ''.join(_tok_text(tokenizer, trace.prompt[run].tolist())).strip()
-    fig = go.Figure(heat, frames=[go.Frame(name=str(t), layout=dict(shapes=[band(t)])) for t in range(T)])
+    answer = ''.join(c for c in final if c not in '·▒ ')
+    fig = go.Figure([masked, heat], frames=[go.Frame(name=str(t), layout=dict(shapes=[band(t)])) for t in range(T)])
     go_to = lambda t: [[str(t)], dict(mode='immediate', frame=dict(duration=0, redraw=True), transition=dict(duration=0))]
-    steps = [dict(method='animate', label=str(t), args=go_to(t))
-             for t in range(T)]
-    fig.update_layout(title=title or f'{trace.model}: {prompt} → {final}<br><sub>grey: masked, blue: written earlier, red: written at this '
-            'step</sub>',
-                      xaxis_title='response position', yaxis_title='denoising step', yaxis_autorange='reversed',
-                      shapes=[band(0)], sliders=[dict(active=0, currentvalue=dict(prefix='step '), steps=steps, pad=dict(t=40))],
-                      height=480, margin=dict(t=60))
-    return fig
+    fig.update_layout(title=title or f'{trace.model}: {prompt} → {answer}', xaxis_title='response position', yaxis_title='denoising step',
+                      yaxis_autorange='reversed', shapes=[band(0)], height=520, margin=dict(b=150),
+                      sliders=[dict(active=0, currentvalue=dict(prefix='step '), steps=[dict(method='animate', label=str(t), args=go_to(t))
+                                                                                      for t in range(T)], pad=dict(t=50))],
+                      annotations=[dict(xref='paper', yref='paper', x=0, y=-0.13, xanchor='left', yanchor='top', showarrow=False, align='left',
+                                        text='blue: committed token, shade = its probability at the commit (bold: the commit step); '
+                                             'grey: still masked, with the current top guess; red frame: the slider step')])
+    return tidy(fig)
 
 # %% ../nbs/09_viz.ipynb #7b37b02e
 _DASH, _SYMBOL = ['solid', 'dash', 'dot', 'dashdot', 'longdash', 'longdashdot'], ['circle', 'square', 'diamond', 'triangle-up', 'x', 'cross', 'star']
 
-def lag_ccdf_figure(lags:dict, variant_name:str='stable', title:str=None) -> go.Figure:
-    "CCDF P(lag > k) of several models / settings: `{label: lag tensor}`."
-    fig, lo = go.Figure(), 1.0
-    for j, (label, lag) in enumerate(lags.items()):
-        k, c = lag_ccdf(lag); pos = c > 0; lo = min(lo, float(c[pos].min())) if pos.any() else lo
-        fig.add_trace(go.Scatter(x=k[pos].tolist(), y=c[pos].tolist(), mode='lines+markers', name=label, line_shape='hv',
-                                 line=dict(dash=_DASH[j % len(_DASH)], width=2), marker=dict(symbol=_SYMBOL[j % len(_SYMBOL)], size=7)))
+def _ccdf(lag):
+    k, c = lag_ccdf(lag); pos = c > 0
+    return k[pos].tolist(), [round(float(v), 5) for v in c[pos]]
+
+def lag_ccdf_figure(lags:dict, variant_name:str='stable', title:str=None, cols:int=2) -> go.Figure:
+    "CCDF P(lag > k) of `{label: lag tensor}`: up to two curves in one panel, else a panel per curve after the first (grey in each)."
+    items = list(lags.items()); multi = len(items) > 2; ref = items[0]
+    panels = [[ref, it] for it in items[1:]] if multi else [items]
+    rows = -(-len(panels) // cols) if multi else 1; ncol = min(cols, len(panels)) if multi else 1
+    fig = make_subplots(rows, ncol, shared_xaxes=True, shared_yaxes=True, horizontal_spacing=0.04, vertical_spacing=0.12,
+                        subplot_titles=[p[-1][0] for p in panels] if multi else None)
+    lo = 1.0
+    for n, panel in enumerate(panels):
+        for j, (label, lag) in enumerate(panel):
+            k, c = _ccdf(lag); lo = min([lo] + c); grey = multi and j == 0
+            fig.add_trace(go.Scatter(x=k, y=c, mode='lines+markers', name=label, line_shape='hv', legendgroup=label,
+                                     showlegend=not grey or n == 0, line=dict(dash='dot' if grey else _DASH[j % len(_DASH)], width=2,
+                                     color='#aaaaaa' if grey else method_color(label)),
+                                     marker=dict(symbol=_SYMBOL[j % len(_SYMBOL)], size=6, color='#aaaaaa' if grey else method_color(label))),
+                          row=n // ncol + 1, col=n % ncol + 1)
     ticks = [v for e in range(0, 7) for v in (10.0 ** -e, 3 * 10.0 ** -(e + 1)) if v >= lo / 3]
-    fig.update_layout(title=title or f'stability lag CCDF ({variant_name})', xaxis=dict(title='k (denoising steps)', dtick=1),
-                      yaxis=dict(title='P(lag > k) over committed positions', type='log', tickvals=ticks, ticktext=[f'{v:g}' for v in ticks]),
-                      height=400, legend=dict(orientation='h', y=-0.25))
-    return fig
+    fig.update_yaxes(type='log', tickvals=ticks, ticktext=[f'{v:g}' for v in ticks])
+    fig.update_xaxes(dtick=1); fig.update_xaxes(title_text='k (denoising steps)', row=rows)
+    fig.update_yaxes(title_text='P(lag > k), committed positions', col=1)
+    fig.update_layout(title=title or f'stability lag CCDF ({variant_name})', height=330 + 230 * (rows - 1) + 40 * multi)
+    return tidy(fig, legend_below=not multi)
 
 def lag_histogram(lags:dict) -> go.Figure:
     "Histogram of stability lag over committed positions: `{label: lag tensor}`."
-    fig = go.Figure([go.Histogram(x=lag[lag >= 0].flatten().tolist(), name=label, histnorm='probability', xbins=dict(size=1), opacity=.7)
-                     for label, lag in lags.items()])
-    fig.update_layout(barmode='overlay', title='stability lag', xaxis_title='lag (steps)', yaxis_title='fraction of positions',
+    fig = go.Figure([go.Histogram(x=lag[lag >= 0].flatten().tolist(), name=label, histnorm='probability', xbins=dict(size=1), opacity=.7,
+                                  marker_color=method_color(label)) for label, lag in lags.items()])
+    fig.update_layout(barmode='overlay', title='stability lag', xaxis_title='lag (denoising steps)', yaxis_title='fraction of committed positions',
                       yaxis_type='log', height=360)
-    return fig
+    return tidy(fig)
 
 # %% ../nbs/09_viz.ipynb #e4c0d24d
 def position_step_heatmap(z:torch.Tensor, title:str, colorbar:str) -> go.Figure:
@@ -77,7 +137,7 @@ def position_step_heatmap(z:torch.Tensor, title:str, colorbar:str) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=z.numpy(), colorscale='Viridis', colorbar=dict(title=colorbar),
                                hovertemplate='step %{y}, position %{x}: %{z:.3f}<extra></extra>'))
     fig.update_layout(title=title, xaxis_title='response position', yaxis_title='denoising step', yaxis_autorange='reversed', height=380)
-    return fig
+    return tidy(fig)
 
 def frontier_heatmap(trace:Trace) -> go.Figure:
     "Frontier-hit rate per (step, position), averaged over runs."
@@ -95,20 +155,20 @@ def prior_figure(prior, title:str=None) -> go.Figure:
                      go.Bar(x=x, y=prior.reliability_part.tolist(), name='masked-stage reliability')])
     fig.add_hline(y=1, line_dash='dot', annotation_text='uniform')
     fig.update_layout(barmode='stack', title=title or f'{prior!r}', xaxis_title='response position', yaxis_title='weight (mean 1)', height=380)
-    return fig
+    return tidy(fig)
 
 def rate_figure(categories:list, series:dict, title:str, xaxis:str, yaxis:str='flip rate (%)', counts:list=None) -> go.Figure:
-    "Grouped bars: `series` maps a name to one rate (fraction) per category; optional counts in the hover text."
-    fig = go.Figure([go.Bar(x=[str(c) for c in categories], y=[100 * v for v in vals], name=name,
+    "Grouped bars: `series` maps a name (a method: its colour) to one rate (fraction) per category; optional counts in the hover text."
+    fig = go.Figure([go.Bar(x=[str(c) for c in categories], y=[100 * v for v in vals], name=name, marker_color=method_color(name),
                             hovertext=[f'n={n}' for n in counts] if counts else None) for name, vals in series.items()])
-    return fig.update_layout(barmode='group', title=title, xaxis_title=xaxis, yaxis_title=yaxis, height=360)
+    return tidy(fig.update_layout(barmode='group', title=title, xaxis_title=xaxis, yaxis_title=yaxis, height=360, legend_title_text='student'))
 
 def outlier_figure(raw:torch.Tensor, flat:torch.Tensor, title:str='') -> go.Figure:
     "Per-channel max |x| before and after the transform (channels sorted by the raw maximum)."
     o = raw.argsort(descending=True)
     fig = go.Figure([go.Scatter(y=raw[o].tolist(), name=f'raw input (max/median {float(raw.max() / raw.median()):.1f})'),
                      go.Scatter(y=flat[o].tolist(), name=f'after P (max/median {float(flat.max() / flat.median()):.1f})')])
-    return fig.update_layout(title=title, xaxis_title='input channel (sorted by raw max |x|)', yaxis_title='max |x| over tokens', height=380)
+    return tidy(fig.update_layout(title=title, xaxis_title='input channel (sorted by raw max |x|)', yaxis_title='max |x| over tokens', height=380))
 
 # %% ../nbs/09_viz.ipynb #4168d997
 def explorer(models:list=('tiny-llada', 'tiny-dream'), suites:list=None, n_prompts:int=20):
