@@ -11,12 +11,13 @@ from typing import Callable
 import torch, torch.nn as nn
 from fastcore.basics import patch
 from transformers import AutoModel, AutoTokenizer, GenerationConfig
+from .progress import quiet_transformers
 from .modeling import llada_attention_bias
 from .compat import remote_code_files, load_remote_model
 
 # %% auto #0
 __all__ = ['FAMILIES', 'DATA', 'SHIPPED', 'dream_attention_inputs', 'Family', 'family_of', 'get_module', 'DLLM', 'save_tokenizer',
-           'save_generation_config', 'resolve_model_path', 'load_dllm']
+           'save_generation_config', 'resolve_model_path', 'check_weights', 'load_dllm']
 
 # %% ../nbs/04_models.ipynb #1c5ff1ba
 def dream_attention_inputs(attention_mask:torch.Tensor=None) -> tuple:
@@ -200,6 +201,18 @@ def resolve_model_path(name_or_path) -> Path:
     if not (p/'config.json').exists(): raise ValueError(f'{p} has no config.json: not a transformers checkpoint directory')
     return p
 
+# %% ../nbs/04_models.ipynb #575b1be9
+def check_weights(path) -> list:
+    "The `*.safetensors` files of checkpoint directory `path`, each header opened; a truncated or corrupt one raises ValueError naming it."
+    from safetensors import safe_open
+    files = sorted(Path(path).glob('*.safetensors'))
+    for f in files:
+        try:
+            with safe_open(str(f), framework='pt'): pass
+        except Exception as e:
+            raise ValueError(f'{f}: cannot read its weights ({e}): the file is truncated or corrupt; copy or save it again') from None
+    return files
+
 # %% ../nbs/04_models.ipynb #7a583d91
 def load_dllm(name_or_path,                    # shipped name or checkpoint directory
               dtype:torch.dtype=torch.float32,   # weights dtype
@@ -215,8 +228,10 @@ def load_dllm(name_or_path,                    # shipped name or checkpoint dire
     if remote and not trust_remote_code:
         raise ValueError(f'{p} carries its own modeling code ({", ".join(remote)}); loading it runs that code. Pass '
                          'trust_remote_code=True (CLI: --trust-remote-code) if you trust the directory')
+    check_weights(p)
     tok = AutoTokenizer.from_pretrained(p, local_files_only=True, trust_remote_code=bool(remote))
-    if remote: model = load_remote_model(p, dtype)
-    else: model = AutoModel.from_pretrained(p, local_files_only=True, dtype=dtype)
+    with quiet_transformers():
+        if remote: model = load_remote_model(p, dtype)
+        else: model = AutoModel.from_pretrained(p, local_files_only=True, dtype=dtype)
     if device is not None: model = model.to(device)
     return DLLM(model, tok, str(name_or_path) if str(name_or_path) in SHIPPED else p.name)

@@ -4,20 +4,42 @@
 
 # %% ../nbs/00_progress.ipynb #236deff8
 from __future__ import annotations
-import logging, resource, time, warnings
+import logging, platform, resource, sys, time, warnings
+from contextlib import contextmanager
 from pathlib import Path
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as std_tqdm
 
 # %% auto #0
-__all__ = ['logger', 'progress_bar', 'warn_once', 'reset_peak', 'peak_mb', 'stage']
+__all__ = ['logger', 'LineBar', 'progress_bar', 'warn_once', 'quiet_transformers', 'cpu_name', 'reset_peak', 'peak_mb', 'stage']
 
 # %% ../nbs/00_progress.ipynb #ae3615d4
 logger = logging.getLogger('fair_calib_nb')   # the library's logger; `fair-calib` shows INFO and above on stderr
 
+class LineBar(std_tqdm):
+    "A tqdm bar for logs and pipes: whole lines (no carriage return, no cursor moves), every `mininterval` s and at the end."
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault('mininterval', 30); kwargs.setdefault('delay', kwargs['mininterval'])
+        super().__init__(*args, **kwargs)
+    def display(self, msg=None, pos=None):
+        if msg == '': return False                              # tqdm clearing a line: nothing to clear in a log
+        self.fp.write(self.__str__() + '\n'); self.fp.flush(); return True
+    def clear(self, nolock=False): pass
+    def close(self):
+        if not self.disable and (self.leave if self.leave is not None else self.pos == 0):
+            self._ema_dt = lambda: None; self.display()         # the closing line of a bar that stays, with the overall rate
+        self.leave = False; super().close()
+
+def _to_terminal(kwargs) -> bool:
+    "Whether a bar can redraw in place: a notebook widget, or a stream that is a terminal."
+    if any(c.__module__ == 'tqdm.notebook' for c in tqdm.__mro__): return True
+    f = kwargs.get('file') or sys.stderr
+    return bool(getattr(f, 'isatty', lambda: False)())
+
 def progress_bar(iterable=None, progress:bool=None, **kwargs):
     "A tqdm bar over `iterable`; `progress=None` lets tqdm decide (it honours `TQDM_DISABLE`), True/False force it."
     if progress is not None: kwargs['disable'] = not progress
-    return tqdm(iterable, **kwargs)
+    return (tqdm if _to_terminal(kwargs) else LineBar)(iterable, **kwargs)
 
 _warned = set()
 def warn_once(message:str, category=UserWarning, key=None):
@@ -25,6 +47,32 @@ def warn_once(message:str, category=UserWarning, key=None):
     k = key or message
     if k in _warned: return
     _warned.add(k); warnings.warn(message, category, stacklevel=3)
+
+# %% ../nbs/00_progress.ipynb #8253c7f3
+@contextmanager
+def quiet_transformers():
+    "Inside the block, transformers (and huggingface_hub) draw no progress bars; the previous setting is restored after."
+    from transformers.utils import logging as hf_logging
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try: yield
+    finally:
+        if was: hf_logging.enable_progress_bar()
+
+def cpu_name() -> str:
+    "The processor's model name: `/proc/cpuinfo` on Linux, `sysctl` on macOS, else `platform`, else the machine type."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            k, _, v = line.partition(':')
+            if k.strip() in ('model name', 'Model', 'Hardware', 'cpu model', 'uarch') and v.strip(): return v.strip()
+    except OSError: pass
+    if sys.platform == 'darwin':
+        import subprocess
+        try:
+            r = subprocess.run(['sysctl', '-n', 'machdep.cpu.brand_string'], capture_output=True, text=True, timeout=5)
+            if r.stdout.strip(): return r.stdout.strip()
+        except (OSError, subprocess.SubprocessError): pass
+    return platform.processor() or platform.machine() or 'unknown'
 
 # %% ../nbs/00_progress.ipynb #0fee85f4
 def _rss_mb(key:str='VmHWM') -> float:
