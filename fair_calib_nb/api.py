@@ -4,15 +4,14 @@
 
 # %% ../nbs/17_api.ipynb #5f12ec10
 from __future__ import annotations
-import shutil
 from pathlib import Path
-from .progress import logger
+from .progress import logger, quiet_transformers
 from .tasks import make_splits, calib_pairs
 from .models import DLLM, load_dllm
 from .prior import PriorConfig, build_prior
 from .quant import Student
 from .calib import CalibConfig, DEFAULT_METHOD, PRIOR_METHODS, prior_config, calibrate
-from .student import save_student
+from .student import save_student, is_student_dir
 
 # %% auto #0
 __all__ = ['quantize']
@@ -36,21 +35,24 @@ def quantize(model,                    # a `DLLM`, a shipped name or a checkpoin
              seed:int=0, n_calib:int=128, n_probe:int=256,
              calib_fields:dict=None,   # further CalibConfig fields
              prior_fields:dict=None,   # further PriorConfig fields
-             overwrite:bool=False, trust_remote_code:bool=False, progress:bool=None) -> Student:
+             overwrite:bool=False,     # replace `output_dir` if it holds a student (never another directory)
+             trust_remote_code:bool=False, progress:bool=None) -> Student:
     "Calibrate a W4 student of `model` with `method` in one call; save it to `output_dir` if given (see above)."
     if isinstance(scheme, CalibConfig): cfg = scheme
     else: cfg = CalibConfig(**{**(calib_fields or {}), 'method': method, 'quant': scheme, 'weights': weights, 'seed': seed})
     out = Path(output_dir) if output_dir is not None else None
-    if out is not None and out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f'output directory {out} is not empty: pass overwrite=True to replace it')
+    if out is not None and out.exists() and not out.is_dir(): raise ValueError(f'output path {out} exists and is not a directory')
+    if out is not None and out.exists() and any(out.iterdir()):
+        if not overwrite: raise ValueError(f'output directory {out} is not empty: pass overwrite=True to replace it')
+        if not is_student_dir(out): raise ValueError(f'{out} is not a fair-calib student directory; overwrite replaces only a student: '
+                                                     'choose another output directory or empty it yourself')
     teacher = model if isinstance(model, DLLM) else load_dllm(model, trust_remote_code=trust_remote_code)
     P, A = _pairs(calib, n_calib)
     prior = None
     if cfg.method in PRIOR_METHODS:
         pc = prior_config(cfg.method, PriorConfig(**{**(prior_fields or {}), 'n_probe': n_probe, 'seed': cfg.seed}))
         prior = build_prior(teacher, P, pc, progress=progress)
-    student = calibrate(teacher, P, A, cfg, prior=prior, progress=progress)
-    if out is not None:
-        if out.exists() and overwrite: shutil.rmtree(out)
-        save_student(student, out); logger.info('saved %s to %s', student.name, out)
+    with quiet_transformers():
+        student = calibrate(teacher, P, A, cfg, prior=prior, progress=progress)
+        if out is not None: save_student(student, out); logger.info('saved %s to %s', student.name, out)
     return student
