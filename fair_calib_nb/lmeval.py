@@ -9,9 +9,9 @@ from pathlib import Path
 import torch, torch.nn.functional as F
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
-from .progress import warn_once
+from .progress import warn_once, quiet_transformers
 from .tasks import make_splits, SUITES
-from .models import DLLM, load_dllm
+from .models import DLLM, load_dllm, check_weights
 from .decode import DecodeConfig, default_decoding, generate
 from .student import is_student_dir, load_student
 
@@ -24,8 +24,10 @@ MODEL_NAME, TASK_PREFIX, GROUP = 'fair-calib', 'fair_calib_', 'fair_calib'
 _DECODE_FIELDS = set(DecodeConfig.__dataclass_fields__)
 
 def load_model(name_or_dir, trust_remote_code:bool=False) -> DLLM:
-    "A saved student (`load_student`) or a teacher (`load_dllm`)."
-    if is_student_dir(name_or_dir): return load_student(name_or_dir, trust_remote_code=trust_remote_code)
+    "A saved student (`load_student`) or a teacher (`load_dllm`); a truncated weights file is named (`check_weights`)."
+    if is_student_dir(name_or_dir):
+        check_weights(name_or_dir)
+        with quiet_transformers(): return load_student(name_or_dir, trust_remote_code=trust_remote_code)
     return load_dllm(name_or_dir, trust_remote_code=trust_remote_code)
 
 # %% ../nbs/21_lmeval.ipynb #2c251fa7
@@ -156,28 +158,45 @@ def write_tasks(out_dir, limit:int=None, split:str='test', seed:int=0) -> list:
     (out/f'_{GROUP}.yaml').write_text(json.dumps(grp, indent=1))
     return names
 
+# %% ../nbs/21_lmeval.ipynb #50f6cc89
+def _out_path(out):
+    "`(directory or None, results file or None)` of `run_lmeval`'s `out`."
+    if out is None: return None, None
+    out = Path(out)
+    if out.suffix == '.json':
+        if out.is_dir(): raise ValueError(f'{out} is a directory: give a directory for every output, or a new .json file for the results alone')
+        return None, out
+    if out.exists() and not out.is_dir(): raise ValueError(f'output path {out} exists and is not a directory (a .json path gets the results alone)')
+    return out, out/'results.json'
+
 # %% ../nbs/21_lmeval.ipynb #a88bbb66
 def run_lmeval(model, tasks=(GROUP,), limit:int=None, out=None, batch_size:int=64, split:str='test', seed:int=0,
                trust_remote_code:bool=False, log_samples:bool=True) -> dict:
     "Score `model` (name, directory, `DLLM` or `FairCalibLM`) on local fair-calib tasks with lm-eval (see above)."
-    import lm_eval
+    import lm_eval, datasets
     from lm_eval.tasks import TaskManager
     from lm_eval.utils import handle_non_serializable
     if limit is not None and limit < 1: raise ValueError(f'limit must be >= 1 problems per suite, got {limit}')
     tasks = [task_name(t) if t in SUITES else t for t in ([tasks] if isinstance(tasks, str) else tasks)]
-    out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix='fair_calib_lmeval_'))
-    write_tasks(out/'tasks', limit, split, seed); tm = TaskManager(include_path=str(out/'tasks'), include_defaults=False)
-    unknown = [t for t in tasks if t not in tm.all_tasks]
-    if unknown: raise ValueError(f'unknown lm-eval task(s) {unknown}: fair-calib tasks are {sorted(t for t in tm.all_tasks if t.startswith(GROUP))} '
-                                 f'or bare suite names {sorted(SUITES)}')
+    ours = [GROUP] + [task_name(s) for s in SUITES]
+    unknown = [t for t in tasks if t not in ours]
+    if unknown: raise ValueError(f'unknown lm-eval task(s) {unknown}: fair-calib tasks are {ours} or bare suite names {sorted(SUITES)}')
+    d, results = _out_path(out)
     lm = model if isinstance(model, FairCalibLM) else FairCalibLM(dllm=model, batch_size=batch_size) if isinstance(model, DLLM) \
          else FairCalibLM(pretrained=model, batch_size=batch_size, trust_remote_code=trust_remote_code)
-    t0 = time.time()
-    res = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, log_samples=log_samples, bootstrap_iters=0)
+    with tempfile.TemporaryDirectory(prefix='fair_calib_lmeval_') as tmp:
+        tdir = d/'tasks' if d is not None else Path(tmp)
+        write_tasks(tdir, limit, split, seed); tm = TaskManager(include_path=str(tdir), include_defaults=False)
+        t0, bars = time.time(), datasets.is_progress_bar_enabled(); datasets.disable_progress_bars()
+        try: res = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, log_samples=log_samples, bootstrap_iters=0)
+        finally:
+            if bars: datasets.enable_progress_bars()
     res['seconds'] = round(time.time() - t0, 1)
     acc = {k[len(TASK_PREFIX):]: float(v['exact_match,strip']) for k, v in res['results'].items() if k.startswith(TASK_PREFIX)}
     res['accuracy'] = {**acc, 'mean': sum(acc.values()) / len(acc)} if acc else {}
-    out.mkdir(parents=True, exist_ok=True)
-    (out/'results.json').write_text(json.dumps({k: v for k, v in res.items() if k != 'samples'}, indent=1, default=handle_non_serializable))
-    for t, s in (res.get('samples') or {}).items(): (out/f'samples_{t}.json').write_text(json.dumps(s, indent=1, default=handle_non_serializable))
+    if results is not None:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps({k: v for k, v in res.items() if k != 'samples'}, indent=1, default=handle_non_serializable))
+    for t, s in (res.get('samples') or {}).items() if d is not None else ():
+        (d/f'samples_{t}.json').write_text(json.dumps(s, indent=1, default=handle_non_serializable))
     return res
