@@ -1,0 +1,82 @@
+"""Data parallel on torch.distributed: two gloo ranks on the CPU (torchrun, local rendezvous) give one process's numbers."""
+import json, math, os, subprocess, sys, textwrap
+import pytest, torch
+from fair_calib_nb.dist import dist_env, shard
+from fair_calib_nb.prior import PriorConfig, build_prior
+from fair_calib_nb.calib import CalibConfig, calib_data, calibrate
+from fair_calib_nb.evaluate import evaluate_student, teacher_forced, frontier_counts, pool_counts, score_suites
+from fair_calib_nb.lmeval import run_lmeval
+from fair_calib_nb.tasks import make_splits, calib_pairs
+
+N_PROBE, PROBE_BATCH, N_CALIB, LIMIT, BATCH, LMEVAL = 12, 8, 4, 7, 4, 4
+ARGS = ['--model', 'tiny-llada', '--method', 'rtn', '--n-probe', str(N_PROBE), '--probe-batch', str(PROBE_BATCH), '--n-calib', str(N_CALIB),
+        '--calib-data', 'states', '--limit', str(LIMIT), '--batch-size', str(BATCH), '--lmeval-limit', str(LMEVAL), '--quiet']
+
+# Run under torchrun: the collectives' edge cases (a rank without problems, mismatched counts), then the entry point `main`.
+SCRIPT = textwrap.dedent('''
+    import sys, torch, pytest
+    from fair_calib_nb.dist import *
+    from fair_calib_nb.decode import generate
+    from fair_calib_nb.models import load_dllm
+    e = dist_env(); r = e.rank
+    assert e.world_size == 2 and e.backend == 'gloo' and e.device == 'cpu', e
+    assert gather_objects(['a', 'b'] if r == 0 else None) == ['a', 'b']
+    assert all_reduce_counts({} if r else dict(n=3, kl=(1.5, 2))) == dict(n=3, kl=(1.5, 2))
+    c = all_reduce_counts(dict(n=r + 1, t=torch.tensor([r, 1])))
+    assert c['n'] == 3 and torch.equal(c['t'], torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match='another type or shape'): all_reduce_counts(dict(n=1) if r == 0 else dict(n=(1, 2)))
+    d = load_dllm('tiny-llada'); p = ['3 1 2 ->']       # one problem: rank 1 decodes nothing
+    g = dist_generate(d, p, progress=False)
+    assert g.answers == generate(d, p, progress=False).answers
+    assert DistFairCalibLM(dllm=d).all_gather(torch.tensor(r)).tolist() == [0, 1]
+    main(sys.argv[1:])
+''')
+
+
+def test_dist_env_needs_torchrun(monkeypatch):
+    for k in ('RANK', 'MASTER_ADDR', 'MASTER_PORT'): monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    with pytest.raises(RuntimeError, match='launch with torchrun'): dist_env()
+    monkeypatch.setenv('WORLD_SIZE', '1')
+    assert not dist_env().active and shard(5) == range(5)
+
+
+@pytest.mark.slow
+def test_two_ranks_equal_one_process(tmp_path, llada):
+    script = tmp_path/'run.py'; script.write_text(SCRIPT); out = tmp_path/'out'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', str(script), *ARGS, '--out', str(out)]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
+    res = json.loads((out/'dist.json').read_text())
+    assert res['world_size'] == 2 and res['backend'] == 'gloo'
+    torch.set_num_threads(1)
+    sp = make_splits(0); P, A = calib_pairs(sp, N_CALIB)
+    # Stage I: the prior (and its parts) bit for bit; the 12 probes are one batch of 8 (rank 0) and one of 4 (rank 1)
+    prior = build_prior(llada, P, PriorConfig(n_probe=N_PROBE, seed=0), batch_size=PROBE_BATCH, progress=False)
+    for f in ('window', 'frontier_part', 'reliability_part'): assert res['prior'][f] == getattr(prior, f).tolist(), f
+    assert res['prior']['provenance']['ranks'] == 2
+    # the states calibration data, gathered: bit for bit
+    cd, got = calib_data(llada, P, A, 'states', 0), torch.load(out/'calib_data.pt')
+    for f in ('x', 'attention_mask', 'runs', 'steps'): assert torch.equal(got[f], getattr(cd, f)), f
+    # evaluation: answers and accuracy exact, integer counts exact, the two float sums to float32 summation order
+    student = calibrate(llada, P, A, CalibConfig(method='rtn', quant='W4A4', seed=0), progress=False)
+    ref = evaluate_student(llada, student, sp, limit=LIMIT, progress=False)
+    ev = res['eval']
+    assert ev['accuracy'] == ref['accuracy'] and ev['agreement'] == ref['agreement']
+    for s, counts in ref['frontier_counts'].items():
+        assert set(ev['frontier_counts'][s]) == set(counts)
+        for k, (num, den) in counts.items():
+            gnum, gden = ev['frontier_counts'][s][k]
+            assert gden == den, (s, k)
+            if k.startswith(('kl', 'mean_disagree')): assert math.isclose(gnum, num, rel_tol=1e-5, abs_tol=1e-6), (s, k, gnum, num)
+            else: assert gnum == num, (s, k)
+    for k, v in ref['metrics'].items():
+        assert (math.isnan(v) and math.isnan(ev['metrics'][k])) or math.isclose(ev['metrics'][k], v, rel_tol=1e-5, abs_tol=1e-7), k
+    # the teacher's own metrics
+    tf = {s: teacher_forced(llada, d['test'].prompts[:LIMIT]) for s, d in sp.items()}
+    assert res['teacher']['accuracy'] == score_suites(sp, 'test', {s: t.answers for s, t in tf.items()}, LIMIT)
+    own = pool_counts([frontier_counts(t, t.logp) for t in tf.values()])
+    assert all(math.isclose(res['teacher']['metrics'][k], v, rel_tol=1e-5, abs_tol=1e-7) for k, v in own.items() if not math.isnan(v))
+    # lm-eval with the documents split over the ranks
+    assert res['lmeval'] == run_lmeval(student, limit=LMEVAL, out=tmp_path/'lm1', log_samples=False)['accuracy']
