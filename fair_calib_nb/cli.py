@@ -4,12 +4,14 @@
 
 # %% ../nbs/90_cli.ipynb #bebd799a
 from __future__ import annotations
-import argparse, ast, logging, os, sys
+import argparse, ast, json, logging, os, re, shlex, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['VERSION', 'METHOD_NAMES', 'DEFAULT_METHOD', 'RUN_DEFAULTS', 'SHIPPED', 'SUBCOMMANDS', 'JOBS', 'parse_kv',
-           'build_parser', 'parse_args', 'precheck', 'method_note', 'main']
+__all__ = ['VERSION', 'METHOD_NAMES', 'DEFAULT_METHOD', 'RUN_DEFAULTS', 'SHIPPED', 'SUITE_NAMES', 'SUBCOMMANDS', 'SCHEME_RE',
+           'QUANT_METHOD', 'RUN_MARKERS', 'CALIB_FIELDS', 'PRIOR_FIELDS', 'JOBS', 'parse_kv', 'check_kv',
+           'method_fields', 'HelpFormatter', 'build_parser', 'parse_args', 'is_run_dir', 'is_student', 'check_out',
+           'precheck', 'method_note', 'interrupted_note', 'main']
 
 # %% ../nbs/90_cli.ipynb #cef54da4
 VERSION = '0.1.0'
@@ -19,7 +21,25 @@ DEFAULT_METHOD = 'quarot'   # = calib.DEFAULT_METHOD (tested below; the CLI answ
 RUN_DEFAULTS = dict(model='tiny-llada', methods=list(dict.fromkeys(['rtn', 'quarot', 'flatquant', 'fair', DEFAULT_METHOD])), scheme='W4A4',
                     weights='rtn', n_probe=256, epochs=8, seeds=[0], n_calib=128, limit=200, n_lag=64, eval_split='test')
 SHIPPED = ('tiny-llada', 'tiny-dream')
+SUITE_NAMES = ('sort', 'walk')   # = tasks.SUITES
 SUBCOMMANDS = ('run', 'quantize', 'eval', 'report', 'dryrun')
+SCHEME_RE = re.compile(r'^W4A(4|8|16)(?:[-_:](nf4|fp4|int4))?$', re.IGNORECASE)   # what quant.parse_config accepts
+QUANT_METHOD = 'fair_calib'                                                          # = student.QUANT_METHOD
+RUN_MARKERS = ('model', 'methods', 'n_probe', 'eval_split')                         # PipelineConfig fields: a run's config.json
+
+# %% ../nbs/90_cli.ipynb #cee41534
+# The fields of CalibConfig and PriorConfig with their types ('?': None allowed); a test checks them against the dataclasses.
+CALIB_FIELDS = dict(method='str', quant='str', w_format='str?', blocksize='int', keep='tuple', weights='str', gptq_damp='float',
+    gptq_act_order='bool', epochs='int', batch_size='int', recipe='str', lr='float?', clip_lr_mult='float?', holdout='float?',
+    keep_best='bool?', reg='float?', order_seed='int?', learn_transforms='bool', smooth_alpha='float', smooth='bool', learn_clips='bool',
+    transform_init='str', input_mode='str', data='str?', states_per_prompt='int', prompt_floor='float?', permute='bool',
+    normalize_loss='bool', deploy='bool', seed='int')
+PRIOR_FIELDS = dict(n_probe='int', rule='str', schedule='str', boost='float', lambda1='float', frontier='bool', reliability='str',
+    scope='str', rel_norm='str', fragility='bool', prompt_floor='float', seed='int')
+_KINDS = dict(float=('a number', lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+              int=('an integer', lambda v: isinstance(v, int) and not isinstance(v, bool)),
+              bool=('True or False', lambda v: isinstance(v, bool)), str=('a string', lambda v: isinstance(v, str)),
+              tuple=('a tuple, e.g. ("*.ff_out",)', lambda v: isinstance(v, (tuple, list))))
 
 # %% ../nbs/90_cli.ipynb #0f8ce6ca
 def parse_kv(items:list, what:str) -> dict:
@@ -33,14 +53,35 @@ def parse_kv(items:list, what:str) -> dict:
         except (ValueError, SyntaxError): out[k] = v
     return out
 
-def _check_fields(kv:dict, cls, what:str):
-    "Refuse unknown fields of a config dataclass, naming the known ones."
-    import dataclasses
-    known = {f.name for f in dataclasses.fields(cls)}
-    bad = sorted(set(kv) - known)
-    if bad: raise ValueError(f'--{what}: unknown field(s) {bad}; known: {sorted(known)}')
+def check_kv(kv:dict, fields:dict, what:str, own:dict=None) -> dict:
+    "Refuse unknown fields, values of the wrong type and fields that have their own option (`own`: field -> option)."
+    bad = sorted(set(kv) - set(fields))
+    if bad: raise ValueError(f'{what}: unknown field(s) {bad}; known: {sorted(fields)}')
+    for k, v in kv.items():
+        if k in (own or {}): raise ValueError(f'{what}: {k} has its own option, {own[k]}; set it there')
+        kind = fields[k].rstrip('?'); name, ok = _KINDS[kind]
+        if not (ok(v) or (v is None and fields[k].endswith('?'))):
+            raise ValueError(f'{what}: {k} takes {name} ({kind}{" or None" if fields[k].endswith("?") else ""}), got {v!r}')
+    return kv
+
+def method_fields(spec:str) -> tuple:
+    "`'flatquant[prompt_floor=0.1]'` -> `('flatquant', {'prompt_floor': 0.1})` (as `pipeline.method_spec`, without torch)."
+    m = re.fullmatch(r'(\w+)(?:\[(.*)\])?', spec.strip())
+    if not m: raise ValueError(f'cannot read method {spec!r}: write a method name, optionally with fields: flatquant[prompt_floor=0.1]')
+    items = [i.strip() for i in (m.group(2) or '').split(',') if i.strip()]
+    bad = [i for i in items if '=' not in i]
+    if bad: raise ValueError(f'method {spec!r}: {bad[0]!r} is not key=value')
+    return m.group(1), parse_kv(['='.join(p.strip() for p in i.split('=', 1)) for i in items], 'methods')
 
 # %% ../nbs/90_cli.ipynb #a48a68b7
+class HelpFormatter(argparse.HelpFormatter):
+    "Each option's default shown once: appended unless the help text already speaks of it (or there is none to show)."
+    def _get_help_string(self, action):
+        h, d = action.help or '', action.default
+        if 'default' in h or d is None or d is False or d == [] or d is argparse.SUPPRESS or (not action.option_strings and action.nargs != '?'):
+            return h
+        return h + ' (default: ' + (' '.join(map(str, d)) if isinstance(d, (list, tuple)) else str(d)).replace('%', '%%') + ')'
+
 def _run_args(p):
     d = RUN_DEFAULTS
     p.add_argument('--model', default=d['model'], help='shipped name (tiny-llada, tiny-dream) or checkpoint directory')
@@ -50,14 +91,15 @@ def _run_args(p):
     p.add_argument('--weights', default=d['weights'], choices=['rtn', 'gptq'], help='rounding of the folded weights')
     p.add_argument('--n-probe', type=int, default=d['n_probe'], help='Stage I rollouts per seed')
     p.add_argument('--epochs', type=int, default=d['epochs'], help='Stage II epochs per block')
-    p.add_argument('--seeds', type=int, nargs='+', default=d['seeds'])
+    p.add_argument('--seeds', type=int, nargs='+', default=d['seeds'], metavar='SEED',
+                   help='seeds of the probes and calibrations (rtn and quarot have no random choice and run once)')
     p.add_argument('--n-calib', type=int, default=d['n_calib'], help='calibration pairs per suite')
     p.add_argument('--limit', type=int, default=d['limit'], help='evaluation problems per suite (0: the whole split)')
     p.add_argument('--n-lag', type=int, default=d['n_lag'], help='prompts per suite each student decodes for its stability lag (0: skip)')
     p.add_argument('--eval-split', default=d['eval_split'], choices=['test', 'val'], help="'val' to choose settings, 'test' to report")
     _common(p)
     g = p.add_mutually_exclusive_group()
-    g.add_argument('--overwrite', action='store_true', help='replace an existing output directory')
+    g.add_argument('--overwrite', action='store_true', help='replace --out if it is a fair-calib run directory (never another directory)')
     g.add_argument('--resume', action='store_true', help='continue an interrupted run in --out (same settings)')
     p.add_argument('--out', default='fair-calib-out', help='output directory')
 
@@ -69,8 +111,7 @@ def _common(p):
 # %% ../nbs/90_cli.ipynb #f0bbc265
 def build_parser() -> argparse.ArgumentParser:
     "The `fair-calib` argument parser (subcommands; defaults shown in --help)."
-    F = argparse.ArgumentDefaultsHelpFormatter
-    d = RUN_DEFAULTS
+    F, d = HelpFormatter, RUN_DEFAULTS
     p = argparse.ArgumentParser(prog='fair-calib', formatter_class=F, description='FAIR-Calib: frontier-aware W4A4 post-training quantization '
                                 'of diffusion LLMs. With no subcommand, `run`.',
                                 epilog=f"`fair-calib run --help` lists every option of the default run: model {d['model']}, "
@@ -80,26 +121,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--version', action='version', version=f'fair-calib-nb {VERSION}')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch chooses)')
     p.add_argument('--quiet', action='store_true', help='no progress bars or notices (warnings and errors only)')
-    p.add_argument('--dry-run', nargs='?', const='llada-8b', default=None, metavar='SIZE', help='same as `dryrun SIZE`')
+    p.add_argument('--dry-run', nargs='?', const='llada-8b', default=None, metavar='SIZE', help='same as `dryrun SIZE` (SIZE default: llada-8b)')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     _run_args(sub.add_parser('run', formatter_class=F, help='probe, prior, calibrate, evaluate, report (the default)'))
-    q = sub.add_parser('quantize', formatter_class=F, help='calibrate one student and save it (transformers format)')
-    q.add_argument('model'); q.add_argument('--scheme', default='W4A4'); q.add_argument('--method', default=DEFAULT_METHOD, choices=METHOD_NAMES)
-    q.add_argument('--weights', default='rtn', choices=['rtn', 'gptq']); q.add_argument('--seed', type=int, default=0)
-    q.add_argument('--n-calib', type=int, default=128, help='calibration pairs per suite'); q.add_argument('--out', required=True)
-    q.add_argument('--overwrite', action='store_true'); _common(q)
-    e = sub.add_parser('eval', formatter_class=F, help='score a model or saved student with lm-evaluation-harness (extra: lm-eval)')
-    e.add_argument('model'); e.add_argument('--tasks', nargs='+', default=['fair_calib']); e.add_argument('--limit', type=int, default=None)
-    e.add_argument('--batch-size', type=int, default=64); e.add_argument('--out', default=None, help='write the results JSON here')
-    e.add_argument('--trust-remote-code', action='store_true')
-    r = sub.add_parser('report', formatter_class=F, help='rebuild report.html and results.md from a run directory'); r.add_argument('dir')
-    d = sub.add_parser('dryrun', formatter_class=F, help='one block at a real size: time and peak memory, projected for the model')
-    d.add_argument('size', nargs='?', default='llada-8b', help='llada-8b, dream-7b or a checkpoint directory')
-    d.add_argument('--n-calib', type=int, default=256); d.add_argument('--steps', type=int, default=3)
-    d.add_argument('--method', default='flatquant', choices=['rtn', 'quarot', 'flatquant'])
-    d.add_argument('--weights', default='rtn', choices=['rtn', 'gptq'])
-    d.add_argument('--device', default=None); d.add_argument('--trust-remote-code', action='store_true')
+    _quantize_args(sub.add_parser('quantize', formatter_class=F, help='calibrate one student and save it (transformers format)'))
+    _eval_args(sub.add_parser('eval', formatter_class=F, help='score a model or saved student with lm-evaluation-harness (extra: lm-eval)'))
+    r = sub.add_parser('report', formatter_class=F, help='rebuild report.html and results.md from a run directory')
+    r.add_argument('dir', help='a run directory (it holds results.json)')
+    _dryrun_args(sub.add_parser('dryrun', formatter_class=F, help='one block at a real size: time and peak memory, projected for the model'))
     return p
+
+# %% ../nbs/90_cli.ipynb #d0c187fc
+def _quantize_args(q):
+    q.add_argument('model', help='the teacher: shipped name (tiny-llada, tiny-dream) or checkpoint directory')
+    q.add_argument('--scheme', default='W4A4', help='W4A4, W4A8 or W4A16, optionally with a weight format: W4A4-int4, W4A16-fp4')
+    q.add_argument('--method', default=DEFAULT_METHOD, choices=METHOD_NAMES, metavar='METHOD', help=f'calibration method: {" ".join(METHOD_NAMES)}')
+    q.add_argument('--weights', default='rtn', choices=['rtn', 'gptq'], help='rounding of the folded weights')
+    q.add_argument('--seed', type=int, default=0, help='seed of the probes and the calibration')
+    q.add_argument('--n-calib', type=int, default=128, help='calibration pairs per suite')
+    q.add_argument('--n-probe', type=int, default=256, help='Stage I rollouts (methods with a prior)')
+    q.add_argument('--epochs', type=int, default=8, help='Stage II epochs per block')
+    q.add_argument('--out', required=True, help='directory to save the student in (transformers format)')
+    q.add_argument('--overwrite', action='store_true', help='replace --out if it holds a student (never another directory)')
+    _common(q)
+
+def _eval_args(e):
+    e.add_argument('model', help='shipped name, checkpoint directory or saved student')
+    e.add_argument('--tasks', nargs='+', default=['fair_calib'], metavar='TASK',
+                   help=f'fair_calib (every suite), a suite ({" ".join(SUITE_NAMES)}) or fair_calib_<suite>')
+    e.add_argument('--limit', type=int, default=None, help='problems per suite (default: the whole test split)')
+    e.add_argument('--batch-size', type=int, default=64, help='prompts decoded at once')
+    e.add_argument('--out', default=None, help='directory for results.json, samples and task files, or a .json file for the results '
+                   'alone (default: print the scores only)')
+    e.add_argument('--trust-remote-code', action='store_true', help='run the modeling code a checkpoint directory carries')
+
+def _dryrun_args(d):
+    d.add_argument('size', nargs='?', default='llada-8b', help='llada-8b, dream-7b or a checkpoint directory')
+    d.add_argument('--n-calib', type=int, default=256, help='calibration rows of the block')
+    d.add_argument('--steps', type=int, default=3, help='optimiser steps to time')
+    d.add_argument('--method', default='flatquant', choices=['rtn', 'quarot', 'flatquant'], help='calibration method of the block')
+    d.add_argument('--weights', default='rtn', choices=['rtn', 'gptq'], help='rounding of the folded weights')
+    d.add_argument('--device', default=None, help='torch device, e.g. cuda or cpu (default: cuda where available, else cpu)')
+    d.add_argument('--trust-remote-code', action='store_true', help='run the modeling code a checkpoint directory carries')
 
 # %% ../nbs/90_cli.ipynb #c5bcfbaf
 def parse_args(argv=None):
@@ -112,25 +175,80 @@ def parse_args(argv=None):
     return build_parser().parse_args(argv)
 
 # %% ../nbs/90_cli.ipynb #02a7effc
+def _config(path) -> dict:
+    try: cfg = json.loads((Path(path)/'config.json').read_text())
+    except (OSError, ValueError): return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+def is_run_dir(path) -> bool:
+    "Whether `path` is a fair-calib run directory: its config.json holds a run's settings (`RUN_MARKERS`)."
+    return all(k in _config(path) for k in RUN_MARKERS)
+
+def is_student(path) -> bool:
+    "Whether `path` holds a saved student (config.json's quantization_config names quant_method fair_calib), as `student.is_student_dir`."
+    return (_config(path).get('quantization_config') or {}).get('quant_method') == QUANT_METHOD
+
+def check_out(out, command:str, overwrite:bool=False, resume:bool=False):
+    "Refuse an output directory `command` ('run' or 'quantize') must not write to or replace (see above)."
+    o = Path(out)
+    if o.exists() and not o.is_dir(): raise ValueError(f'output path {o} exists and is not a directory')
+    if not o.exists() or not any(o.iterdir()): return
+    ours, kind = ((is_run_dir(o), "a fair-calib run directory (no config.json with a run's settings)") if command == 'run' else
+                  (is_student(o), f'a saved student (no config.json naming quant_method {QUANT_METHOD})'))
+    if not (overwrite or resume):
+        raise ValueError(f'output directory {o} is not empty: pass --overwrite to replace it'
+                         + (' or --resume to continue it' if command == 'run' else ''))
+    if not ours:
+        raise ValueError(f'{o} is not {kind}: --{"overwrite" if overwrite else "resume"} would '
+                         f'{"delete" if overwrite else "write into"} it; choose another --out, or empty it yourself')
+
+# %% ../nbs/90_cli.ipynb #27c07e24
+_MIN = dict(threads=1, n_probe=1, n_calib=1, epochs=0, n_lag=0, batch_size=1, steps=1, seed=0)
+
+def _check_numbers(a):
+    for k, lo in {**_MIN, 'limit': 1 if a.command == 'eval' else 0}.items():
+        v = getattr(a, k, None)
+        if v is not None and v < lo:
+            raise ValueError(f'--{k.replace("_", "-")} must be >= {lo}, got {v}' + (' (0: the whole split)' if k == 'limit' and lo == 0 else ''))
+    for s in getattr(a, 'seeds', None) or []:
+        if s < 0: raise ValueError(f'--seeds must be >= 0, got {s}')
+
+def _check_fields(a):
+    run = a.command == 'run'
+    own_c = dict(method='--methods' if run else '--method', quant='--scheme', weights='--weights', epochs='--epochs',
+                 seed='--seeds' if run else '--seed')
+    own_p = dict(n_probe='--n-probe', seed=own_c['seed'])
+    check_kv(parse_kv(getattr(a, 'calib', None), 'calib'), CALIB_FIELDS, '--calib', own_c)
+    check_kv(parse_kv(getattr(a, 'prior', None), 'prior'), PRIOR_FIELDS, '--prior', own_p)
+    for m in getattr(a, 'methods', None) or []:
+        name, kw = method_fields(m)
+        if name not in METHOD_NAMES: raise ValueError(f'unknown method {name!r} in {m!r}; use any of {list(METHOD_NAMES)}')
+        check_kv(kw, CALIB_FIELDS, f'method {m}', dict(method='the name before [', seed='--seeds'))
+    if getattr(a, 'scheme', None) is not None and not SCHEME_RE.match(a.scheme.strip()):
+        raise ValueError(f"--scheme {a.scheme!r}: use W4A4, W4A8 or W4A16 (4-bit weights; activations 4, 8 or 16 = not quantized), "
+                         "optionally with a weight format: W4A4-int4, W4A16-fp4, W4A4-nf4")
+
+
+# %% ../nbs/90_cli.ipynb #6b530e1a
 def precheck(a) -> None:
     "Raise ValueError for bad input that needs neither torch nor a model (see above)."
-    if getattr(a, 'threads', None) is not None and a.threads < 1: raise ValueError(f'--threads must be >= 1, got {a.threads}')
+    _check_numbers(a)
     model = getattr(a, 'model', None)
     if model is not None and model not in SHIPPED:
         p = Path(model)
         if not p.is_dir():
             raise ValueError(f'{model!r} is neither a shipped model {list(SHIPPED)} nor a local directory; fair-calib-nb never downloads models')
         if not (p/'config.json').exists() and not (p/'results.json').exists(): raise ValueError(f'{p} has no config.json: not a checkpoint directory')
-    out = getattr(a, 'out', None)
-    if out and a.command in ('run', 'quantize'):
-        o = Path(out)
-        if o.exists() and not o.is_dir(): raise ValueError(f'output path {o} exists and is not a directory')
-        if o.exists() and any(o.iterdir()) and not (a.overwrite or getattr(a, 'resume', False)):
-            raise ValueError(f'output directory {o} is not empty: pass --overwrite to replace '
-                    'it' + (' or --resume to continue it' if a.command == 'run' else ''))
-    for what in ('calib', 'prior'): parse_kv(getattr(a, what, None), what)
-    bad = [m for m in (getattr(a, 'methods', None) or []) if m.split('[')[0] not in METHOD_NAMES]
-    if bad: raise ValueError(f'unknown method(s) {bad}; use any of {list(METHOD_NAMES)}')
+    if a.command in ('run', 'quantize'): check_out(a.out, a.command, a.overwrite, getattr(a, 'resume', False))
+    if a.command == 'eval' and a.out:
+        o = Path(a.out)
+        if o.suffix == '.json' and o.is_dir(): raise ValueError(f'--out {o} is a directory: a .json path names the results file')
+        if o.suffix != '.json' and o.exists() and not o.is_dir(): raise ValueError(f'--out {o} exists and is not a directory '
+                                                                                   '(a path ending in .json gets the results alone)')
+    if a.command == 'eval':
+        bad = [t for t in a.tasks if t not in ('fair_calib',) + SUITE_NAMES + tuple(f'fair_calib_{s}' for s in SUITE_NAMES)]
+        if bad: raise ValueError(f'unknown task(s) {bad}: use fair_calib, a suite {list(SUITE_NAMES)} or fair_calib_<suite>')
+    _check_fields(a)
     if a.command == 'report' and not (Path(a.dir)/'results.json').exists():
         raise ValueError(f'{a.dir} has no results.json: not a fair-calib run directory')
 
@@ -143,39 +261,31 @@ def method_note(method:str) -> str:
 
 def _run(a):
     logging.getLogger('fair_calib_nb').info('methods: %s', ', '.join(map(method_note, a.methods)))
-    from fair_calib_nb.calib import CalibConfig
-    from fair_calib_nb.prior import PriorConfig
     from fair_calib_nb.pipeline import PipelineConfig, run_pipeline
-    calib, prior = parse_kv(a.calib, 'calib'), parse_kv(a.prior, 'prior')
-    _check_fields(calib, CalibConfig, 'calib'); _check_fields(prior, PriorConfig, 'prior')
     cfg = PipelineConfig(model=a.model, methods=a.methods, scheme=a.scheme, weights=a.weights, n_probe=a.n_probe, epochs=a.epochs,
-                         seeds=a.seeds, n_calib=a.n_calib, limit=a.limit, n_lag=a.n_lag, eval_split=a.eval_split, calib=calib, prior=prior,
-                         trust_remote_code=a.trust_remote_code)
+                         seeds=a.seeds, n_calib=a.n_calib, limit=a.limit, n_lag=a.n_lag, eval_split=a.eval_split, calib=parse_kv(a.calib, 'calib'),
+                         prior=parse_kv(a.prior, 'prior'), trust_remote_code=a.trust_remote_code)
     run_pipeline(cfg, a.out, overwrite=a.overwrite, resume=a.resume, progress=False if a.quiet else None)
 
 def _quantize(a):
     logging.getLogger('fair_calib_nb').info('method: %s', method_note(a.method))
-    from fair_calib_nb.calib import CalibConfig
-    from fair_calib_nb.prior import PriorConfig
     from fair_calib_nb.api import quantize
-    calib, prior = parse_kv(a.calib, 'calib'), parse_kv(a.prior, 'prior')
-    _check_fields(calib, CalibConfig, 'calib'); _check_fields(prior, PriorConfig, 'prior')
-    quantize(a.model, scheme=a.scheme, method=a.method, weights=a.weights, seed=a.seed, n_calib=a.n_calib, output_dir=a.out, overwrite=a.overwrite,
-             calib_fields=calib, prior_fields=prior, trust_remote_code=a.trust_remote_code, progress=False if a.quiet else None)
+    quantize(a.model, scheme=a.scheme, method=a.method, weights=a.weights, seed=a.seed, n_calib=a.n_calib, n_probe=a.n_probe,
+             output_dir=a.out, overwrite=a.overwrite, calib_fields={**parse_kv(a.calib, 'calib'), 'epochs': a.epochs},
+             prior_fields=parse_kv(a.prior, 'prior'), trust_remote_code=a.trust_remote_code, progress=False if a.quiet else None)
 
 # %% ../nbs/90_cli.ipynb #47db2885
 def _eval(a):
     from fair_calib_nb.lmeval import run_lmeval
     res = run_lmeval(a.model, a.tasks, limit=a.limit, batch_size=a.batch_size, out=a.out, trust_remote_code=a.trust_remote_code)
-    for task, r in res.items(): print(f'{task}: exact match {r:.4f}')
+    for suite, acc in res['accuracy'].items(): print(f'{suite}: exact match {acc:.4f}')
+    if a.out: logging.getLogger('fair_calib_nb').info('wrote %s', a.out if a.out.endswith('.json') else Path(a.out)/'results.json')
 
 def _report(a):
-    import json
     from fair_calib_nb.pipeline import write_report
     write_report(json.loads((Path(a.dir)/'results.json').read_text()), a.dir)
 
 def _dryrun(a):
-    import json
     from fair_calib_nb.calib import CalibConfig
     from fair_calib_nb.dryrun import dry_run
     r = dry_run(a.size, n_calib=a.n_calib, steps=a.steps, cfg=CalibConfig(method=a.method, weights=a.weights),
@@ -185,8 +295,20 @@ def _dryrun(a):
 JOBS = dict(run=_run, quantize=_quantize, eval=_eval, report=_report, dryrun=_dryrun)
 
 # %% ../nbs/90_cli.ipynb #0b4f8ffc
+_ERRORS = ('ValueError', 'PipelineError', 'FileNotFoundError', 'TypeError', 'CalibrationError', 'SafetensorError')
+
+def interrupted_note(a, argv:list) -> str:
+    "What to do after Ctrl-C: for `run`, the same command with `--resume`."
+    if a.command == 'run':
+        again = ['fair-calib'] + [x for x in argv if x != '--overwrite'] + ([] if '--resume' in argv else ['--resume'])
+        return f'interrupted. Finished work is kept in {a.out}; continue with the same settings: {shlex.join(again)}'
+    if a.command == 'quantize':
+        return f'interrupted; the student is saved only when calibration ends, so nothing was written to {a.out}: run the command again'
+    return 'interrupted'
+
 def main(argv=None):
     "Entry point of the `fair-calib` console script and of `python -m fair_calib_nb`."
+    argv = list(sys.argv[1:] if argv is None else argv)
     a = parse_args(argv)
     if a.dry_run is not None: a.command, a.size, a.n_calib, a.steps, a.method, a.weights, a.device, a.trust_remote_code = \
         'dryrun', a.dry_run, 256, 3, 'flatquant', 'rtn', None, False
@@ -199,6 +321,9 @@ def main(argv=None):
         if a.threads: torch.set_num_threads(a.threads)
         import fair_calib_nb.models, fair_calib_nb.student  # noqa: F401  register the shipped model classes and the quantizer
         JOBS[a.command](a)
+    except KeyboardInterrupt:
+        print(('\n' if sys.stderr.isatty() else '') + f'fair-calib: {interrupted_note(a, argv)}', file=sys.stderr); sys.exit(130)
     except Exception as e:
-        if type(e).__name__ not in ('ValueError', 'PipelineError', 'FileNotFoundError', 'TypeError', 'CalibrationError'): raise
-        print(f'fair-calib: {e}', file=sys.stderr); sys.exit(2)
+        if type(e).__name__ not in _ERRORS: raise
+        msg = f'cannot read a safetensors weights file, it is truncated or corrupt ({e})' if type(e).__name__ == 'SafetensorError' else e
+        print(f'fair-calib: {msg}', file=sys.stderr); sys.exit(2)
