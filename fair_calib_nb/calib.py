@@ -20,9 +20,10 @@ from .gptq import gptq_block
 from .student import save_student, load_student
 
 # %% auto #0
-__all__ = ['METHODS', 'PRIOR_METHODS', 'DEFAULT_METHOD', 'DATA_MODES', 'Method', 'prior_config', 'CalibConfig',
+__all__ = ['METHODS', 'PRIOR_METHODS', 'DEFAULT_METHOD', 'RECIPES', 'DATA_MODES', 'Method', 'prior_config', 'CalibConfig',
            'CalibrationError', 'CalibData', 'calib_data', 'hidden_weights', 'check_prior', 'loss_weights',
-           'weighted_mse', 'prepare_block', 'run_block', 'train_block', 'finalize_block', 'calibrate']
+           'weighted_mse', 'prepare_block', 'block_loss', 'split_rows', 'run_block', 'train_block', 'finalize_block',
+           'calibrate']
 
 # %% ../nbs/16_calib.ipynb #2451d568
 @dataclass(frozen=True)
@@ -62,6 +63,13 @@ def prior_config(method:str, base:PriorConfig=None) -> PriorConfig:
     if method not in PRIOR_METHODS: raise ValueError(f'method {method!r} uses no prior; prior methods: {PRIOR_METHODS}')
     return PriorConfig(**{**asdict(base or PriorConfig()), **METHODS[method].prior})
 
+# %% ../nbs/16_calib.ipynb #c0a1e2b3
+# Named training recipes: the values of the fields a config leaves at None (see "Recipes" below)
+RECIPES = {
+    'flatquant': dict(lr=2e-3, clip_lr_mult=10.0, holdout=0.0, keep_best=False, reg=0.0, learn_transforms=True),  # FlatQuant's, scaled down
+    'converge': dict(lr=2e-3, clip_lr_mult=10.0, holdout=0.125, keep_best=True, reg=0.0, learn_transforms=False), # notebook 23_converge
+}
+
 # %% ../nbs/16_calib.ipynb #6e7c7302
 DATA_MODES = ('clean', 'random_mask', 'block_mask', 'states')
 
@@ -78,8 +86,14 @@ class CalibConfig:
     gptq_act_order:bool = False   # GPTQ: quantize columns in order of decreasing Hessian diagonal
     epochs:int = 8                # passes over the calibration set per block
     batch_size:int = 32
-    lr:float = 2e-3               # transforms and smoothing scales (AdamW, cosine schedule)
-    clip_lr_mult:float = 10.0     # clips learn at lr * clip_lr_mult
+    recipe:str = 'flatquant'      # a key of RECIPES: fills the fields below that are left at None
+    lr:float = None               # transforms and smoothing scales (AdamW, cosine schedule); None: the recipe's
+    clip_lr_mult:float = None     # clips learn at lr * clip_lr_mult; None: the recipe's
+    holdout:float = None          # share of calibration rows held out of training (every k-th row); None: the recipe's
+    keep_best:bool = None         # per block, keep the epoch (0 = the start) of lowest held-out loss; None: the recipe's
+    reg:float = None              # pull toward the start: reg * sum ||p - p_start||^2 added to the loss; None: the recipe's
+    order_seed:int = None         # seed of the order the rows are visited in (None: `seed`)
+    learn_transforms:bool = None  # learn the transforms (False: they stay at their start, the Hadamard rotation); None: the recipe's
     smooth_alpha:float = 0.3      # SmoothQuant migration strength of the scale init
     smooth:bool = False           # learn smoothing scales; off by default (no gain measured on the tiny models)
     learn_clips:bool = True       # learn weight and activation clips
@@ -96,6 +110,13 @@ class CalibConfig:
 
 # %% ../nbs/16_calib.ipynb #b6f93cb9
 def _validate(self:CalibConfig):
+    if self.recipe not in RECIPES: raise ValueError(f'unknown recipe {self.recipe!r}; use one of {tuple(RECIPES)}')
+    for k, v in RECIPES[self.recipe].items():
+        if getattr(self, k) is None: setattr(self, k, v)
+    if not 0 <= self.holdout < 1: raise ValueError(f'holdout must be in [0, 1), got {self.holdout!r}')
+    if not self.reg >= 0: raise ValueError(f'reg must be >= 0, got {self.reg!r}')
+    if self.order_seed is not None and not isinstance(self.order_seed, int):
+        raise ValueError(f'order_seed must be an integer, got {self.order_seed!r}')
     if self.method not in METHODS: raise ValueError(f'unknown method {self.method!r}; use one of {tuple(METHODS)}')
     for k in ('epochs', 'batch_size', 'states_per_prompt'):
         v = getattr(self, k)
@@ -241,6 +262,8 @@ def prepare_block(student:DLLM, teacher:DLLM, l:int, h:torch.Tensor, attention_m
         weights_of = lambda paths: [student.blocks[l].get_submodule(p).weight for p in paths]
         make_s = (lambda name, paths: Smooth(smooth_scales(stats[paths[0]], weights_of(paths), cfg.smooth_alpha))) if cfg.smooth else None
     wrapped = wrap_block(student.blocks[l], groups, make_t, make_s, l)
+    if cfg.trains and not cfg.learn_transforms:
+        for f in wrapped: f.transform.requires_grad_(False)
     if cfg.trains and cfg.learn_clips:
         for f in wrapped:
             if f.ql.act is not None and not f.ql.act.learnable: f.ql.act.make_learnable()
@@ -259,21 +282,48 @@ def _params(wrapped):
     return main, clips
 
 @torch.no_grad()
+def block_loss(dllm:DLLM, block:nn.Module, h:torch.Tensor, target:torch.Tensor, am:torch.Tensor, w:torch.Tensor, chunk:int=64) -> float:
+    "`weighted_mse` of the block's outputs on rows `h` against `target`, computed in chunks of rows (no gradient)."
+    num = den = 0.0
+    for s in range(0, h.shape[0], chunk):
+        d2 = (dllm.call_block(block, h[s:s+chunk], am[s:s+chunk]) - target[s:s+chunk]) ** 2
+        num += float((w[s:s+chunk, :, None] * d2).sum()); den += float(w[s:s+chunk].sum()) * target.shape[-1]
+    return num / max(den, 1e-12)
+
+def split_rows(n:int, holdout:float) -> tuple:
+    "`(train, held)` row indices: every k-th row (k = round(1/holdout)) is held out, the same rows for every seed."
+    if not holdout: return torch.arange(n), torch.arange(0)
+    k = max(2, round(1 / holdout))
+    if n < k: raise ValueError(f'holdout={holdout} of {n} calibration rows holds none out: pass at least {k} rows or holdout=0')
+    held = torch.arange(k - 1, n, k)
+    return torch.tensor([i for i in range(n) if i % k != k - 1]), held
+
+@torch.no_grad()
 def run_block(dllm:DLLM, block:nn.Module, h:torch.Tensor, am:torch.Tensor, chunk:int=64) -> torch.Tensor:
     "A block's outputs on `h` (N, L, D) in chunks of rows, called the family's way."
     return torch.cat([dllm.call_block(block, h[s:s+chunk], am[s:s+chunk]) for s in range(0, h.shape[0], chunk)])
 
 # %% ../nbs/16_calib.ipynb #e9755bb6
+def _watch(dllm, block, rows, held, log, params, best, ep):
+    "Record the training-row and held-out losses after epoch `ep` (0: the start); keep a copy of the parameters if best so far."
+    log['train_loss'].append(block_loss(dllm, block, *rows))
+    if held is not None: log['heldout_loss'].append(block_loss(dllm, block, *held))
+    crit = (log['heldout_loss'] if held is not None else log['train_loss'])[-1]
+    if not best or crit < best[0]: best[:] = [crit, ep, [p.detach().clone() for p in params]]
+
 def train_block(dllm:DLLM, block:nn.Module, wrapped:list, h_in:torch.Tensor, target:torch.Tensor, am:torch.Tensor, w:torch.Tensor,
-                cfg:CalibConfig, desc:str='', progress:bool=None) -> list:
-    "Train the transforms, scales and clips of one block; returns the per-epoch mean loss (unnormalised)."
-    main, clips = _params(wrapped)
+                cfg:CalibConfig, desc:str='', progress:bool=None, held:tuple=None) -> dict:
+    "Train one block's transforms, scales and clips; returns its log (`held`: the held-out rows' `(h, target, am, w)`)."
+    main, clips = _params(wrapped); log = dict(epoch_loss=[], train_loss=[], heldout_loss=[], best_epoch=None)
     groups = [g for g in ({'params': main, 'lr': cfg.lr}, {'params': clips, 'lr': cfg.lr * cfg.clip_lr_mult}) if g['params']]
-    if not groups or cfg.epochs == 0: return []
+    if not groups or cfg.epochs == 0: return log
+    params = main + clips; start, best = [p.detach().clone() for p in params], []
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
-    N = h_in.shape[0]; nb = math.ceil(N / cfg.batch_size)
+    N = h_in.shape[0]; nb = math.ceil(N / cfg.batch_size); mon = torch.linspace(0, N - 1, min(N, 256)).round().long()
+    rows = (h_in[mon], target[mon], am[mon], w[mon])        # the training-loss curve: up to 256 fixed training rows
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * nb)
-    g, hist = torch.Generator().manual_seed(cfg.seed), []
+    g = torch.Generator().manual_seed(cfg.seed if cfg.order_seed is None else cfg.order_seed)
+    _watch(dllm, block, rows, held, log, params, best, 0)
     bar = progress_bar(range(cfg.epochs), progress, desc=desc, leave=False)
     for ep in bar:
         perm, tot = torch.randperm(N, generator=g), 0.0
@@ -281,10 +331,16 @@ def train_block(dllm:DLLM, block:nn.Module, wrapped:list, h_in:torch.Tensor, tar
             idx = perm[b*cfg.batch_size:(b+1)*cfg.batch_size]
             loss = weighted_mse(dllm.call_block(block, h_in[idx], am[idx]), target[idx], w[idx])
             if not torch.isfinite(loss): raise FloatingPointError(f'{desc}: loss is {loss.item()} at epoch {ep}')
-            opt.zero_grad(); (loss / loss.detach().clamp_min(1e-12) if cfg.normalize_loss else loss).backward()
-            opt.step(); sched.step(); tot += loss.item() * len(idx)
-        hist.append(tot / N); bar.set_postfix(loss=f'{hist[-1]:.3e}')
-    return hist
+            obj = loss / loss.detach().clamp_min(1e-12) if cfg.normalize_loss else loss
+            if cfg.reg: obj = obj + cfg.reg * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start))
+            opt.zero_grad(); obj.backward(); opt.step(); sched.step(); tot += loss.item() * len(idx)
+        log['epoch_loss'].append(tot / N); _watch(dllm, block, rows, held, log, params, best, ep + 1)
+        bar.set_postfix(loss=f'{log["epoch_loss"][-1]:.3e}')
+    if cfg.keep_best:
+        with torch.no_grad():
+            for p, v in zip(params, best[2]): p.copy_(v)
+    log['best_epoch'] = best[1] if cfg.keep_best else cfg.epochs
+    return log
 
 # %% ../nbs/16_calib.ipynb #ce9817c8
 @torch.no_grad()
@@ -325,18 +381,22 @@ def _start(teacher, cfg, prior, key, checkpoint, resume):
     return student, 0, log
 
 # %% ../nbs/16_calib.ipynb #39131137
-def _block(teacher, student, l, h_fp, h_q, am, w, cfg, progress):
-    "Calibrate block `l`; returns its target (the teacher's output), the student's output and the block's log (time, peak memory)."
+def _block(teacher, student, l, h_fp, h_q, am, w, cfg, progress, split=None):
+    "Calibrate block `l`; returns its target (the teacher's output), the student's output and the block's log (losses, time, peak memory)."
     t0 = time.time(); reset_peak(h_fp.device)
     target = run_block(teacher, teacher.blocks[l], h_fp, am)
     h_in = h_fp if cfg.input_mode == 'fp' else h_q
     if not torch.isfinite(target).all(): raise FloatingPointError('the full-precision block output has NaN/inf')
-    wrapped = prepare_block(student, teacher, l, h_in, am, cfg)
-    hist = train_block(student, student.blocks[l], wrapped, h_in, target, am, w, cfg, f'block {l}', progress) if cfg.trains else []
-    gptq = finalize_block(student, l, wrapped, cfg, h_in, am, w)
+    tr, ho = split if split is not None else (torch.arange(h_in.shape[0]), torch.arange(0))
+    T, H = (h_in[tr], target[tr], am[tr], w[tr]), ((h_in[ho], target[ho], am[ho], w[ho]) if len(ho) else None)
+    wrapped = prepare_block(student, teacher, l, T[0], T[2], cfg)
+    tl = train_block(student, student.blocks[l], wrapped, *T, cfg, f'block {l}', progress, H) if cfg.trains else {}
+    gptq = finalize_block(student, l, wrapped, cfg, T[0], T[2], T[3])
     out = run_block(student, student.blocks[l], h_in, am)
-    return target, out, dict(block=l, seconds=round(time.time() - t0, 2), peak_mb=round(peak_mb(h_fp.device)), epoch_loss=hist,
-                             mse=float(weighted_mse(out, target, w)), gptq=gptq)
+    return target, out, dict(block=l, seconds=round(time.time() - t0, 2), peak_mb=round(peak_mb(h_fp.device)),
+                             epoch_loss=tl.get('epoch_loss', []), train_loss=tl.get('train_loss', []), heldout_loss=tl.get('heldout_loss', []),
+                             best_epoch=tl.get('best_epoch'), mse=float(weighted_mse(out[tr], target[tr], w[tr])),
+                             heldout_mse=float(weighted_mse(out[ho], target[ho], w[ho])) if H else None, gptq=gptq)
 
 # %% ../nbs/16_calib.ipynb #cddb4eca
 def calibrate(teacher:DLLM,               # full-precision model (left untouched)
@@ -355,12 +415,13 @@ def calibrate(teacher:DLLM,               # full-precision model (left untouched
     w = loss_weights(teacher, cfg, data, prior, weights).to(teacher.device)
     key = _digest(asdict(cfg), data.x, data.attention_mask, w, model_fingerprint(teacher))
     student, start, log = _start(teacher, cfg, prior, key, checkpoint, resume)
+    split = split_rows(len(data), cfg.holdout); log['rows'] = dict(train=len(split[0]), heldout=len(split[1]))
     h_fp = h_q = teacher.embed(x).detach()
     for l in range(start):   # resumed: replay the finished blocks to rebuild their outputs
         if cfg.input_mode == 'quant': h_q = run_block(student, student.blocks[l], h_q, am)
         h_fp = run_block(teacher, teacher.blocks[l], h_fp, am)
     for l in progress_bar(range(start, len(teacher.blocks)), progress, desc=f'calibrate {cfg.method}', initial=start, total=len(teacher.blocks)):
-        try: h_fp, out, rec = _block(teacher, student, l, h_fp, h_q, am, w, cfg, progress)
+        try: h_fp, out, rec = _block(teacher, student, l, h_fp, h_q, am, w, cfg, progress, split)
         except (FloatingPointError, ValueError) as e:
             raise CalibrationError(f'calibration stopped in block {l}: {e}; blocks 0..{l-1} are calibrated and intact'
                                    f'{" (and saved in " + str(checkpoint) + ")" if checkpoint is not None and l else ""}. '

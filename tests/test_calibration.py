@@ -127,3 +127,34 @@ def test_students_reload_in_a_fresh_process(dllm, pairs, tmp_path, method, schem
     save_tokenizer(st, tmp_path/'again'); back = load_student(tmp_path/'again')
     with torch.no_grad(): assert torch.equal(back.model(x).logits, torch.load(tmp_path/'want.pt'))
     assert back.calib_log['config']['method'] == method and (p is None or torch.equal(back.prior.window, p.window))
+
+def test_heldout_loss_recorded_per_epoch_on_rows_never_trained(llada, pairs):
+    "With a held-out share, each block logs the held-out and training-row loss at the start (epoch 0) and after every epoch."
+    st = calibrate(llada, *pairs, CalibConfig(method='flatquant', epochs=2, batch_size=8, holdout=0.25), progress=False)
+    tr, ho = split_rows(24, 0.25)
+    assert st.calib_log['rows'] == dict(train=18, heldout=6) and set(tr.tolist()).isdisjoint(ho.tolist()) and ho.tolist() == [3, 7, 11, 15, 19, 23]
+    for b in st.calib_log['blocks']:
+        assert len(b['heldout_loss']) == len(b['train_loss']) == 3 and len(b['epoch_loss']) == 2 and b['heldout_mse'] > 0
+    flat = calibrate(llada, *pairs, CalibConfig(method='flatquant', epochs=1), progress=False)   # FlatQuant's recipe: nothing held out
+    assert flat.calib_log['rows'] == dict(train=24, heldout=0) and flat.calib_log['blocks'][0]['heldout_loss'] == []
+    with pytest.raises(ValueError, match='holds none out'): calibrate(llada, pairs[0][:2], pairs[1][:2], CalibConfig(holdout=0.2), progress=False)
+    with pytest.raises(ValueError, match='holdout must be in'): CalibConfig(holdout=1.0)
+    with pytest.raises(ValueError, match='unknown recipe'): CalibConfig(recipe='fast')
+
+def test_keep_best_never_ends_above_its_start(llada, pairs):
+    "A learning rate that overshoots: without keep-best some block ends above its start; with it none does (held-out rows)."
+    kw = dict(method='flatquant', epochs=3, batch_size=6, lr=0.05, holdout=0.25, seed=1)
+    bad = calibrate(llada, *pairs, CalibConfig(**kw, keep_best=False), progress=False).calib_log['blocks']
+    good = calibrate(llada, *pairs, CalibConfig(**kw, keep_best=True), progress=False).calib_log['blocks']
+    assert any(min(b['heldout_loss']) < b['heldout_loss'][-1] for b in bad)            # the last epoch is not always the best
+    for b in good:
+        assert b['heldout_loss'][b['best_epoch']] == min(b['heldout_loss'])
+        assert b['heldout_mse'] <= b['heldout_loss'][0] * 1.01                           # folded and rounded: within float noise of the kept epoch
+    assert CalibConfig(recipe='converge').keep_best and not CalibConfig().keep_best and CalibConfig(recipe='converge', lr=1e-3).lr == 1e-3
+
+def test_recipe_is_deterministic_given_seed_and_order_seed_alone_moves_it(llada, pairs):
+    kw = dict(method='flatquant', recipe='converge', epochs=1, batch_size=8)
+    a, b = (calibrate(llada, *pairs, CalibConfig(**kw, seed=2), progress=False) for _ in range(2))
+    assert torch.equal(_logits(a, pairs), _logits(b, pairs)) and a.calib_log['blocks'][0]['heldout_loss'] == b.calib_log['blocks'][0]['heldout_loss']
+    c = calibrate(llada, *pairs, CalibConfig(**kw, seed=5, order_seed=2), progress=False)   # other seed, same row order: same student
+    assert torch.equal(_logits(a, pairs), _logits(c, pairs))
