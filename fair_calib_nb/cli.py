@@ -31,7 +31,7 @@ RUN_MARKERS = ('model', 'methods', 'n_probe', 'eval_split')                     
 # The fields of CalibConfig and PriorConfig with their types ('?': None allowed); a test checks them against the dataclasses.
 CALIB_FIELDS = dict(method='str', quant='str', w_format='str?', blocksize='int', keep='tuple', weights='str', gptq_damp='float',
     gptq_act_order='bool', epochs='int', batch_size='int', recipe='str', lr='float?', clip_lr_mult='float?', holdout='float?',
-    keep_best='bool?', reg='float?', order_seed='int?', learn_transforms='bool', smooth_alpha='float', smooth='bool', learn_clips='bool',
+    keep_best='bool?', reg='float?', order_seed='int?', learn_transforms='bool?', smooth_alpha='float', smooth='bool', learn_clips='bool',
     transform_init='str', input_mode='str', data='str?', states_per_prompt='int', prompt_floor='float?', permute='bool',
     normalize_loss='bool', deploy='bool', seed='int')
 PRIOR_FIELDS = dict(n_probe='int', rule='str', schedule='str', boost='float', lambda1='float', frontier='bool', reliability='str',
@@ -40,6 +40,7 @@ _KINDS = dict(float=('a number', lambda v: isinstance(v, (int, float)) and not i
               int=('an integer', lambda v: isinstance(v, int) and not isinstance(v, bool)),
               bool=('True or False', lambda v: isinstance(v, bool)), str=('a string', lambda v: isinstance(v, str)),
               tuple=('a tuple, e.g. ("*.ff_out",)', lambda v: isinstance(v, (tuple, list))))
+
 
 # %% ../nbs/90_cli.ipynb #0f8ce6ca
 def parse_kv(items:list, what:str) -> dict:
