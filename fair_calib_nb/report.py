@@ -124,11 +124,12 @@ def block_figure(summary:dict, base:str='flip_rate_answer') -> go.Figure:
     return tidy(fig)
 
 # %% ../nbs/19_report.ipynb #d2a8c4f1
+def _better(k) -> str: return f"{metric(k).label} ({'↑' if metric(k).higher_better else '↓'} better)"
+
 def strip_figure(summary:dict, names=('acc_mean', 'kl_answer'), teacher:dict=None, reference:str='quarot', title:str=None) -> go.Figure:
     "One panel per metric: a point per (method, seed), the method's mean, the FP teacher's and `reference`'s mean as lines."
     meths = [m for m in summary if any(k in summary[m] for k in names)]
-    fig = make_subplots(1, len(names), subplot_titles=[f"{metric(k).label} ({'higher' if metric(k).higher_better else 'lower'} is better)"
-                                                       for k in names], horizontal_spacing=0.12)
+    fig = make_subplots(1, len(names), subplot_titles=[_better(k) for k in names], horizontal_spacing=0.12)
     for c, k in enumerate(names, 1):
         f = metric(k)
         for x, m in enumerate(meths):
@@ -146,8 +147,8 @@ def strip_figure(summary:dict, names=('acc_mean', 'kl_answer'), teacher:dict=Non
             if v is not None: fig.add_hline(y=f.scale * v, line=dict(color=col, dash=dash, width=1.5), annotation_text=label,
                                             annotation_position='top left', row=1, col=c)
         fig.update_yaxes(title_text=_axis(k), row=1, col=c)
-        fig.update_xaxes(tickvals=list(range(len(meths))), ticktext=meths, tickangle=-20, row=1, col=c)
-    fig.update_layout(title=title or 'per-seed results', height=430, legend_title_text='method')
+        fig.update_xaxes(tickvals=list(range(len(meths))), ticktext=[m.replace('[', '<br>[', 1) for m in meths], row=1, col=c)
+    fig.update_layout(title=title or 'per-seed results', height=460, legend_title_text='method')
     return tidy(fig, legend_below=True)
 
 # %% ../nbs/19_report.ipynb #e3b9d5a2
@@ -163,7 +164,7 @@ def paired_rows(summary:dict, pairs:list, names=('acc_mean', 'flip_rate_answer')
 def forest_figure(rows:list, names=('acc_mean', 'flip_rate_answer'), title:str='paired differences', height:int=None) -> go.Figure:
     "Differences with 95% intervals, a panel per metric; `rows`: `label`, `method` (colour), `values` {metric: (mean, lo, hi)}, optional `paper`."
     fig = make_subplots(1, len(names), shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=[f"{metric(k).label}: {'higher' if metric(k).higher_better else 'lower'} is better" for k in names])
+                        subplot_titles=[_better(k) for k in names])
     seen = set()
     for c, k in enumerate(names, 1):
         sc = metric(k).scale

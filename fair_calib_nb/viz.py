@@ -42,8 +42,9 @@ def tidy(fig:go.Figure, legend_below:bool=False) -> go.Figure:
     t = fig.layout.title.text
     if t:
         lines = 1 + len(re.findall(r'<br\s*/?>', t))
-        fig.update_layout(title=dict(x=0, xref='paper', xanchor='left', yref='container', y=1, yanchor='top', pad=dict(t=30)),
-                          margin=dict(t=max(fig.layout.margin.t or 0, 44 + 22 * lines)))
+        sub = any(a.yref == 'paper' and a.yanchor == 'bottom' and (a.y or 0) >= 1 for a in fig.layout.annotations)   # subplot titles
+        fig.update_layout(title=dict(x=0.01, xref='container', xanchor='left', yref='container', y=1, yanchor='top', pad=dict(t=30)),
+                          margin=dict(t=max(fig.layout.margin.t or 0, 44 + 22 * lines + 24 * sub)))
     if legend_below: fig.update_layout(legend=dict(orientation='h', yanchor='top', y=-0.2, x=0))
     return fig
 
@@ -74,10 +75,10 @@ def commit_timeline(trace:Trace, tokenizer, run:int=0, title:str=None) -> go.Fig
             f'masked; top guess {guess[t][i]} (p {float(trace.prob[run][t, i]):.3f})' for i in range(G)] for t in range(T)]
     gz = torch.where(done, torch.tensor(float('nan')), torch.tensor(0.)).numpy()
     gtxt = [[guess[t][i] if not done[t, i] else '' for i in range(G)] for t in range(T)]
-    masked = go.Heatmap(z=gz, text=gtxt, texttemplate='%{text}', textfont=dict(color='#9a9a9a'), colorscale=[[0, '#ececec'], [1, '#ececec']],
+    masked = go.Heatmap(z=gz, text=gtxt, texttemplate='%{text}', textfont=dict(color='#9a9a9a', size=12), colorscale=[[0, '#ececec'], [1, '#ececec']],
                         showscale=False, hoverinfo='skip', xgap=1, ygap=1, name='masked')
-    heat = go.Heatmap(z=z, text=txt, customdata=hov, texttemplate='%{text}', colorscale='Blues', zmin=0, zmax=1, xgap=1, ygap=1,
-                      hovertemplate='step %{y}, position %{x}<br>%{customdata}<extra></extra>', name='committed',
+    heat = go.Heatmap(z=z, text=txt, customdata=hov, texttemplate='%{text}', textfont=dict(size=12), colorscale='Blues', zmin=0, zmax=1,
+                      xgap=1, ygap=1, hovertemplate='step %{y}, position %{x}<br>%{customdata}<extra></extra>', name='committed',
                       colorbar=dict(title=dict(text='p at commit', side='right'), len=0.8))
     def band(t): return dict(type='rect', xref='paper', x0=0, x1=1, y0=t-.5, y1=t+.5, line=dict(color='#d62728', width=2))
     prompt = ''.join(_tok_text(tokenizer, trace.prompt[run].tolist())).strip()
@@ -85,10 +86,10 @@ def commit_timeline(trace:Trace, tokenizer, run:int=0, title:str=None) -> go.Fig
     fig = go.Figure([masked, heat], frames=[go.Frame(name=str(t), layout=dict(shapes=[band(t)])) for t in range(T)])
     go_to = lambda t: [[str(t)], dict(mode='immediate', frame=dict(duration=0, redraw=True), transition=dict(duration=0))]
     fig.update_layout(title=title or f'{trace.model}: {prompt} → {answer}', xaxis_title='response position', yaxis_title='denoising step',
-                      yaxis_autorange='reversed', shapes=[band(0)], height=520, margin=dict(b=150),
+                      yaxis_autorange='reversed', shapes=[band(0)], height=540, margin=dict(t=96, b=110),
                       sliders=[dict(active=0, currentvalue=dict(prefix='step '), steps=[dict(method='animate', label=str(t), args=go_to(t))
                                                                                       for t in range(T)], pad=dict(t=50))],
-                      annotations=[dict(xref='paper', yref='paper', x=0, y=-0.13, xanchor='left', yanchor='top', showarrow=False, align='left',
+                      annotations=[dict(xref='paper', yref='paper', x=0, y=1.01, xanchor='left', yanchor='bottom', showarrow=False, align='left',
                                         text='blue: committed token, shade = its probability at the commit (bold: the commit step); '
                                              'grey: still masked, with the current top guess; red frame: the slider step')])
     return tidy(fig)

@@ -97,14 +97,17 @@ def pandoc_links(md: str) -> str:
     return re.sub(r'\[([^\]]*)\]\(([^)\s]+)\)\{([^}]*)\}', a, md)
 
 def plotly_html(fig: dict, first: bool, up: str = '') -> str:
-    "A stored plotly figure as HTML using the site's local plotly.js (loaded by the first figure of a page)."
-    import plotly.io as pio
+    """A stored plotly figure as HTML using the site's local plotly.js (loaded by the first figure of a page), with the
+    project's shared layout (`fair_calib_nb.viz.tidy`: the title below the toolbar) applied to figures of every notebook."""
+    import plotly.io as pio, plotly.graph_objects as go
+    from fair_calib_nb.viz import tidy
+    fig = tidy(go.Figure(fig, skip_invalid=True))
     html = pio.to_html(fig, include_plotlyjs=False, full_html=False, auto_play=False, validate=False,
                        default_width='100%', default_height='450px', config={'displaylogo': False, 'responsive': True})
     return (f'<script src="{up}{PLOTLY_JS}"></script>\n' if first else '') + html
 
 def stage_notebook(nb: dict, host: str, up: str = '') -> tuple[dict, bool]:
-    "Apply Quarto directives, MathML, plotly and widget handling to a processed notebook (`up`: path to the site root)."
+    "Quarto directives, MathML, plotly and widgets applied to a processed notebook (`up`: path to the site root); `(nb, plotly figures)`."
     nb = copy.deepcopy(nb)
     nb['metadata'].pop('widgets', None)   # no widget state: nothing for an embed manager (from a CDN) to render
     nb['metadata'].setdefault('kernelspec', {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'})
@@ -147,7 +150,7 @@ def stage_notebook(nb: dict, host: str, up: str = '') -> tuple[dict, bool]:
         if not body.strip() and not new: continue
         cells.append(c)
     nb['cells'] = cells
-    return nb, n_plotly > 0
+    return nb, n_plotly
 
 def notebook_order(paths):
     "index first, then by name (00_, 01_, ... 90_)."
@@ -168,11 +171,12 @@ def stage(proc: Path, cfg) -> list[dict]:
         m = re.search(r'^output-file:\s*(\S+)\.html\s*$', fm, re.M)
         t = re.search(r'^title:\s*(.+)$', fm, re.M)
         out = rel.with_name((m.group(1) if m else rel.stem) + '.ipynb')
-        staged, has_plotly = stage_notebook(nb, host, '../' * (len(out.parts) - 1))
+        staged, n_fig = stage_notebook(nb, host, '../' * (len(out.parts) - 1))
         (docs/out).parent.mkdir(parents=True, exist_ok=True)
         (docs/out).write_text(json.dumps(staged, indent=1))
         title = (t.group(1).strip().strip('\'"') if t else rel.stem).replace('`', '')
-        pages.append({'notebook': str(rel), 'file': str(out), 'page': str(out.with_suffix('.html')), 'title': title, 'plotly': has_plotly})
+        pages.append({'notebook': str(rel), 'file': str(out), 'page': str(out.with_suffix('.html')), 'title': title, 'plotly': n_fig > 0,
+                      'n_plotly': n_fig})
     for f in proc.rglob('*'):   # images and other files the notebooks reference
         if f.is_file() and f.suffix not in ('.ipynb', '.yml') and STAGE not in f.parents:
             (docs/f.relative_to(proc)).parent.mkdir(parents=True, exist_ok=True)
