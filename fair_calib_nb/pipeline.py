@@ -8,9 +8,9 @@ import json, shutil, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import torch
-from .progress import logger, stage
+from .progress import logger, stage, quiet_transformers, cpu_name
 from .tasks import make_splits, calib_pairs
-from .models import DLLM, load_dllm, resolve_model_path
+from .models import DLLM, load_dllm, resolve_model_path, check_weights
 from .decode import default_decoding
 from .frontier import stability_lag
 from .evaluate import score_suites, teacher_forced, evaluate_student, frontier_counts, pool_counts, HEADLINE
@@ -20,11 +20,12 @@ from .calib import CalibConfig, DEFAULT_METHOD, METHODS, PRIOR_METHODS, prior_co
 from .student import save_student, load_student
 from .report import (summarize, summary_table, paired_table, metric_figure, block_figure, settings_rows,
                                   environment, report_html)
+from .cli import is_run_dir
 
 # %% auto #0
 __all__ = ['DETERMINISTIC', 'RESUME_KEYS', 'NOTES', 'method_spec', 'run_name', 'PipelineError', 'PipelineConfig', 'prepare_out',
            'stage1', 'eval_splits', 'teacher_states', 'teacher_reference', 'eval_memory', 'check_eval_memory',
-           'run_one', 'report_sections', 'run_pipeline', 'write_report']
+           'run_one', 'report_sections', 'timing_rows', 'run_pipeline', 'write_report']
 
 # %% ../nbs/20_pipeline.ipynb #11130d96
 DETERMINISTIC = ('rtn', 'quarot')   # no random choice: one run stands for every seed
@@ -100,22 +101,27 @@ PipelineConfig.quant = property(lambda self: self.calib_config('flatquant', 0).q
 PipelineConfig.runs = lambda self: [(m, s) for m in self.methods for s in (self.seeds[:1] if method_spec(m)[0] in DETERMINISTIC else self.seeds)]
 
 # %% ../nbs/20_pipeline.ipynb #19d4e231
-def prepare_out(out, cfg:PipelineConfig, overwrite:bool=False, resume:bool=False) -> Path:
-    "Create or reopen the output directory `out` for `cfg` (see the rules above)."
+def prepare_out(out, cfg:PipelineConfig, overwrite:bool=False, resume:bool=False, create:bool=True) -> Path:
+    "Check (and with `create`, make or reopen) the output directory `out` for `cfg` (see the rules above)."
     if overwrite and resume: raise PipelineError('choose one of overwrite and resume')
     out = Path(out)
     if out.exists() and not out.is_dir(): raise PipelineError(f'output path {out} exists and is not a directory')
     if out.exists() and any(out.iterdir()):
-        if overwrite: shutil.rmtree(out)
-        elif not resume: raise PipelineError(f'output directory {out} is not empty: pass --overwrite to replace it or --resume to continue it')
-        else:
-            if not (out/'config.json').exists(): raise PipelineError(f'{out} has no config.json: not a fair-calib output directory, cannot resume')
+        if not (overwrite or resume):
+            raise PipelineError(f'output directory {out} is not empty: pass --overwrite to replace it or --resume to continue it')
+        if not is_run_dir(out):
+            raise PipelineError(f"{out} is not a fair-calib run directory (no config.json with a run's settings): "
+                                f'{"overwrite would delete" if overwrite else "resume would write into"} it; choose another '
+                                'directory, or empty it yourself')
+        if resume:
             new = json.loads(json.dumps(asdict(cfg)))
             old = {**json.loads(json.dumps(asdict(PipelineConfig()))), **json.loads((out/'config.json').read_text())}
             diff = [k for k in RESUME_KEYS if old.get(k) != new.get(k)]
             if diff:
                 raise PipelineError(f'cannot resume {out}: settings differ in {diff} (was {[old.get(k) for k in diff]}); use another directory or '
                         '--overwrite')
+        elif create: shutil.rmtree(out)
+    if not create: return out
     try:
         for d in ('priors', 'models', 'runs'): (out/d).mkdir(parents=True, exist_ok=True)
         (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
@@ -191,9 +197,10 @@ def check_eval_memory(teacher:DLLM, splits:dict, available:int=None):
 # %% ../nbs/20_pipeline.ipynb #23acca22
 def _student(teacher, splits, cfg, method, seed, prior, out, resume, progress):
     name = run_name(method, seed); final = out/'models'/name if out is not None else None
-    if final is not None and resume and (final/'config.json').exists(): return load_student(final)
+    if final is not None and resume and (final/'config.json').exists(): check_weights(final); return load_student(final)
     P, A = calib_pairs(splits, cfg.n_calib)
     ck = out/'models'/f'{name}.partial' if out is not None else None
+    if ck is not None and resume and ck.exists(): check_weights(ck)      # a damaged checkpoint is named, not a bare SafetensorError
     student = calibrate(teacher, P, A, cfg.calib_config(method, seed), prior=prior, progress=progress, checkpoint=ck, resume=resume)
     if final is not None: save_student(student, final); shutil.rmtree(ck, ignore_errors=True)
     return student
@@ -233,9 +240,18 @@ def report_sections(res:dict, ref_lag:torch.Tensor, rows:list, priors:dict) -> l
     secs.append(('figure', lag_ccdf_figure(lags, title='Stability lag CCDF: teacher and each student (own trajectories, first seed)')))
     secs += [('figure', prior_figure(p, f'{m} prior (first seed), max/min {p.spread:.2f}')) for m, p in priors.items()]
     secs += [('h2', 'Settings and timings'), ('table', (['setting', 'value'], settings_rows(res['config'], res['environment'], {}))),
-             ('table', (['invocation', 'stage', 'seconds', 'peak RSS MB'], [[i, k, v['seconds'], v.get('peak_rss_mb', '')]
-                        for i, t in enumerate(res['timings']) for k, v in t['stages'].items()]))]
+             ('table', (['invocation', 'stage', 'seconds', 'peak RSS MB'], timing_rows(res['timings'])))]
     return secs
+
+def timing_rows(timings:list) -> list:
+    "`[invocation, stage, seconds, peak RSS]` rows: every stage, what no stage covers, and the invocation's wall time."
+    rows = []
+    for i, t in enumerate(timings):
+        rows += [[i, k, v['seconds'], v.get('peak_rss_mb', '')] for k, v in t['stages'].items()]
+        if t.get('seconds') is not None:
+            rows += [[i, 'other (outside the stages above)', round(t['seconds'] - sum(v['seconds'] for v in t['stages'].values()), 1), ''],
+                     [i, 'total (wall)', t['seconds'], '']]
+    return rows
 
 # %% ../nbs/20_pipeline.ipynb #5fa79897
 def _setting(spec:str, prior:dict) -> tuple:
@@ -265,10 +281,11 @@ def _pairs(res:dict) -> list:
 # %% ../nbs/20_pipeline.ipynb #5dbb83c4
 class _Timings:
     "Every invocation's stage times in `timings.json`, written as they happen: a resumed run adds its own record."
-    def __init__(self, out:Path, resume:bool):
-        self.path, self.t0 = out/'timings.json', time.time()
+    def __init__(self, out:Path, resume:bool, t0:float=None, stages:dict=None):
+        self.path, self.t0 = out/'timings.json', t0 or time.time()
         self.all = json.loads(self.path.read_text()) if resume and self.path.exists() else []
-        self.stages = {}; self.all.append(dict(started=time.strftime('%Y-%m-%d %H:%M:%S'), resumed=resume, stages=self.stages))
+        self.stages = dict(stages or {}); self.all.append(dict(started=time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.t0)),
+                                                               resumed=resume, stages=self.stages))
     def save(self): self.all[-1]['seconds'] = round(time.time() - self.t0, 1); self.path.write_text(json.dumps(self.all, indent=1))
 
 def _run_seed(teacher, splits, ref, cfg, seed, out, resume, progress, times, rows, save):
@@ -277,22 +294,44 @@ def _run_seed(teacher, splits, ref, cfg, seed, out, resume, progress, times, row
     for m in todo:
         rf = out/'runs'/f'{run_name(m, seed)}.json'
         if resume and rf.exists(): rows.append(json.loads(rf.read_text())); logger.info('%s seed %d: kept from an earlier run', m, seed); continue
-        if ref['tf'] is None: ref['tf'] = teacher_states(teacher, splits, progress)
+        if ref['tf'] is None:
+            with stage(times, 'teacher_states'): ref['tf'] = teacher_states(teacher, splits, progress)
         row = run_one(teacher, splits, ref, cfg, m, seed, pri.get(method_spec(m)[0]), out, resume, progress)
-        rf.write_text(json.dumps(row, indent=1)); rows.append(row); mt = row['metrics']; times[f'{m}-s{seed}'] = row['times']['calibrate']; save()
+        rf.write_text(json.dumps(row, indent=1)); rows.append(row); mt = row['metrics']
+        for k in ('calibrate', 'evaluate'): times[f'{k} {m}-s{seed}'] = row['times'][k]
+        save()
         logger.info('%s seed %d: acc %.1f%%, flip (answer) %.2f%%, KL (answer) %.4f (calibrate %ss, evaluate %ss)', m, seed,
                     100 * mt['acc_mean'], 100 * mt['flip_rate_answer'], mt['kl_answer'], row['times']['calibrate']['seconds'],
                     row['times']['evaluate']['seconds'])
     return pri
 
 # %% ../nbs/20_pipeline.ipynb #c9974cd0
+_MADE = ('config.json', 'timings.json', 'priors', 'models', 'runs')
+
+def _undo(out:Path, existed:bool) -> bool:
+    "Remove what a run that made nothing wrote into `out` (settings, timings, empty folders) if that is all there is; `out` if new."
+    if not out.is_dir() or any(e.name not in _MADE or (e.is_dir() and any(e.iterdir())) for e in out.iterdir()): return False
+    for e in out.iterdir(): e.rmdir() if e.is_dir() else e.unlink()
+    if not existed: out.rmdir()
+    return True
+
 def run_pipeline(cfg:PipelineConfig, out, overwrite:bool=False, resume:bool=False, progress:bool=None) -> dict:
     "Run probe -> prior -> calibrate -> evaluate -> report for every method and seed of `cfg`; returns the results dict."
-    resolve_model_path(cfg.model)                            # unknown name or missing directory: before anything is written
+    t0, load = time.time(), {}
+    resolve_model_path(cfg.model); prepare_out(out, cfg, overwrite, resume, create=False)   # refusals before the model loads
+    with stage(load, 'load_teacher'): teacher, splits = load_dllm(cfg.model, trust_remote_code=cfg.trust_remote_code), eval_splits(cfg)
+    check_eval_memory(teacher, splits)                        # before anything is written or decoded
+    out = Path(out); existed = out.exists(); fresh = overwrite or not existed or not any(out.iterdir())
     out = prepare_out(out, cfg, overwrite, resume)
-    tm = _Timings(out, resume); times = tm.stages
-    teacher, splits = load_dllm(cfg.model, trust_remote_code=cfg.trust_remote_code), eval_splits(cfg)
-    check_eval_memory(teacher, splits)                        # before the teacher is decoded
+    try:
+        with quiet_transformers(): return _pipeline(teacher, splits, cfg, out, resume, progress, _Timings(out, resume, t0, load))
+    except BaseException:
+        if fresh and _undo(out, existed): logger.info('%s removed: the run stopped before it made anything', out)
+        raise
+
+# %% ../nbs/20_pipeline.ipynb #f6ab0535
+def _pipeline(teacher, splits, cfg, out, resume, progress, tm):
+    times = tm.stages
     logger.info('%s: %d runs of %s (%s), seeds %s -> %s', teacher, len(cfg.runs()), cfg.quant, ', '.join(cfg.methods), list(cfg.seeds), out)
     ref = teacher_reference(teacher, splits, progress, out, resume)
     if not ref['reused']: times.update(ref['times']); tm.save()
@@ -302,11 +341,13 @@ def run_pipeline(cfg:PipelineConfig, out, overwrite:bool=False, resume:bool=Fals
     for seed in cfg.seeds:
         pri = _run_seed(teacher, splits, ref, cfg, seed, out, resume, progress, times, rows, tm.save)
         if seed == cfg.seeds[0]: priors = pri
-    tm.save()
-    res = dict(config=asdict(cfg), model=teacher.name, quant=cfg.quant, eval_split=cfg.eval_split, environment=environment(),
+    res = dict(config=asdict(cfg), model=teacher.name, quant=cfg.quant, eval_split=cfg.eval_split,
+               environment={**environment(), 'processor': cpu_name()},
                teacher=dict(accuracy=ref['accuracy'], metrics=ref['metrics'], decoding=ref['decoding'], lag=ref['lag'].tolist()),
                summary=summarize(rows), runs=rows, timings=tm.all)
-    write_report(res, out, priors)
+    tm.save()
+    with stage(times, 'report'): write_report(res, out, priors)
+    tm.save()                                                  # timings.json gets the report's time too
     return res
 
 # %% ../nbs/20_pipeline.ipynb #2bd8a647
