@@ -16,15 +16,16 @@ from .decode import DecodeConfig, Trace, Generation, SAMPLERS, default_decoding
 from .prior import Prior, PriorConfig, probe_decoding, model_fingerprint
 from .calib import CalibConfig, CalibData, DATA_MODES, calib_data, calibrate
 from .evaluate import (TeacherForced, state_logprobs, window_logprobs, frontier_counts, pool_counts, score_suites,
-                                    answer_agreement, check_same_vocab)
+                                    answer_agreement, check_same_vocab, own_trajectory_metrics)
+from .frontier import stability_lag
 from .student import save_student, load_student
 
 # %% auto #0
 __all__ = ['DIST_TIMEOUT_S', 'DistEnv', 'dist_env', 'shard', 'my_part', 'gather_objects', 'barrier', 'all_reduce_counts',
            'random_draws', 'skippable', 'split_unit', 'part_generate', 'dist_generate', 'dist_build_prior',
            'dist_calib_data', 'dist_calibrate', 'dist_suite_answers', 'dist_task_accuracy', 'dist_teacher_forced',
-           'dist_frontier_counts', 'dist_evaluate_student', 'dist_teacher_metrics', 'DistFairCalibLM', 'dist_lmeval',
-           'run_dist', 'main']
+           'dist_frontier_counts', 'dist_trajectory', 'dist_evaluate_student', 'dist_teacher_metrics',
+           'DistFairCalibLM', 'dist_lmeval', 'run_dist', 'main']
 
 # %% ../nbs/24_dist.ipynb #c2a4db52
 DIST_TIMEOUT_S = int(os.environ.get('FAIR_CALIB_DIST_TIMEOUT', 6 * 3600))
@@ -284,27 +285,43 @@ def dist_frontier_counts(tf:TeacherForced, s_logp:torch.Tensor=None, student:DLL
     if s_logp is None: s_logp = window_logprobs(student, tf.trace)
     return all_reduce_counts(frontier_counts(tf, s_logp), env)
 
-# %% ../nbs/24_dist.ipynb #45394691
+# %% ../nbs/24_dist.ipynb #c88b5d82
+def dist_trajectory(teacher:DLLM, student:DLLM, splits:dict, split:str='test', limit:int=None, n_lag:int=64, cfg:DecodeConfig=None,
+                    seed:int=0, batch_size:int=256, env:DistEnv=None) -> dict:
+    "`evaluate_student`'s own-trajectory metrics (first `n_lag` problems per suite): computed on rank 0, sent to every rank."
+    e, cfg, own = env or dist_env(), cfg or default_decoding(teacher), None
+    if e.main:   # the rows evaluate_student keeps of its suite decodes: the same padding, batches and draws
+        trs = []
+        for d in splits.values():
+            ps = d[split].prompts[:limit]; stop = len(ps) if random_draws(cfg) else min(n_lag, len(ps))
+            trs.append(part_generate(student, ps, cfg, batch_size, seed, range(stop), logprobs=True, progress=False).trace[:n_lag])
+        own = own_trajectory_metrics(teacher, student, trace=Trace.cat(trs))
+    if e.active: box = [own]; dist.broadcast_object_list(box, src=0); own = box[0]
+    return own
+
 def dist_evaluate_student(teacher:DLLM, student:DLLM, splits:dict=None, limit:int=None, cfg:DecodeConfig=None, tf:dict=None,
-                          seed:int=0, progress:bool=None, split:str='test', batch_size:int=256, env:DistEnv=None) -> dict:
-    "`evaluate_student` (without own-trajectory metrics) over ranks; `tf`: `{suite: dist_teacher_forced part}` to reuse."
+                          teacher_answers:dict=None, seed:int=0, progress:bool=None, split:str='test', n_lag:int=0,
+                          batch_size:int=256, env:DistEnv=None) -> dict:
+    "`evaluate_student` over ranks (same arguments; `tf`: `{suite: dist_teacher_forced part}` to reuse), on every rank."
     e = env or dist_env(); check_same_vocab(teacher, student)
     splits = splits or make_splits(0); cfg = cfg or default_decoding(teacher)
     ans = dist_suite_answers(student, splits, split, cfg, limit, batch_size, seed, progress, e)
     acc = score_suites(splits, split, ans, limit)
     tf = tf or {s: dist_teacher_forced(teacher, d[split].prompts[:limit], cfg, seed, batch_size, env=e) for s, d in splits.items()}
-    t_ans = {s: gather_objects(t.answers if t is not None else None, e) for s, t in tf.items()}
+    if teacher_answers is None: teacher_answers = {s: gather_objects(t.answers if t is not None else None, e) for s, t in tf.items()}
     counts = {s: dist_frontier_counts(t, student=student, env=e) for s, t in tf.items()}
-    agree = answer_agreement(ans, t_ans)
+    agree = answer_agreement(ans, teacher_answers)
     metrics = dict(acc_mean=acc['mean'], agreement=agree['mean'], **{f'acc_{s}': acc[s] for s in splits}, **pool_counts(list(counts.values())))
-    return dict(accuracy=acc, agreement=agree, frontier_counts=counts, metrics=metrics, trajectory=None, answers=ans)
+    own = dist_trajectory(teacher, student, splits, split, limit, n_lag, cfg, seed, batch_size, e) if n_lag else None
+    return dict(accuracy=acc, agreement=agree, frontier_counts=counts, metrics=metrics, trajectory=own, answers=ans)
 
 def dist_teacher_metrics(teacher:DLLM, splits:dict, tf:dict, split:str='test', limit:int=None, env:DistEnv=None) -> dict:
-    "The teacher's accuracy and its own post-commit movement (`frontier_counts` of the teacher against itself), over ranks."
+    "The teacher's accuracy, stability lag and own post-commit movement (`frontier_counts` against itself), as the pipeline's `teacher_reference`."
     ans = {s: gather_objects(t.answers if t is not None else None, env) for s, t in tf.items()}
     acc = score_suites(splits, split, ans, limit)
     own = pool_counts([dist_frontier_counts(t, t.logp if t is not None else None, env=env) for t in tf.values()])
-    return dict(accuracy=acc, answers=ans, metrics=dict(acc_mean=acc['mean'], agreement=1.0, **{f'acc_{s}': acc[s] for s in splits}, **own))
+    lag = torch.cat([gather_objects(stability_lag(t.trace) if t is not None else None, env) for t in tf.values()])
+    return dict(accuracy=acc, answers=ans, lag=lag, metrics=dict(acc_mean=acc['mean'], agreement=1.0, **{f'acc_{s}': acc[s] for s in splits}, **own))
 
 # %% ../nbs/24_dist.ipynb #6a63202d
 from .lmeval import FairCalibLM, run_lmeval, write_tasks, task_name, GROUP
@@ -361,6 +378,7 @@ def _parser():
     p.add_argument('--calib-data', choices=DATA_MODES, help='also build (and save) this calibration data over ranks')
     p.add_argument('--limit', type=int, default=200, help='evaluation problems per suite (0: the whole split)')
     p.add_argument('--split', default='test', choices=['test', 'val'])
+    p.add_argument('--n-lag', type=int, default=0, help='problems per suite for the student own-trajectory metrics (0: skip)')
     p.add_argument('--batch-size', type=int, default=256, help='decoding batch per rank')
     p.add_argument('--lmeval-limit', type=int, default=0, help='also run lm-eval on this many problems per suite (0: skip)')
     p.add_argument('--trust-remote-code', action='store_true')
@@ -391,9 +409,10 @@ def run_dist(a, env:DistEnv=None) -> dict:
         if e.main: torch.save(dict(x=cd.x, attention_mask=cd.attention_mask, runs=cd.runs, steps=cd.steps), out/'calib_data.pt')
     tf = _stage(times, 'teacher_forced', lambda: {s: dist_teacher_forced(teacher, d[a.split].prompts[:lim], seed=a.seed,
                 batch_size=a.batch_size, progress=pg, env=e) for s, d in splits.items()})
-    res['teacher'] = dist_teacher_metrics(teacher, splits, tf, a.split, lim, e)
-    res['eval'] = _stage(times, 'evaluate', dist_evaluate_student, teacher, student, splits, lim, tf=tf, seed=a.seed, progress=pg,
-                         split=a.split, batch_size=a.batch_size, env=e)
+    res['teacher'] = dist_teacher_metrics(teacher, splits, tf, a.split, lim, e); res['teacher']['lag'] = res['teacher']['lag'].tolist()
+    res['eval'] = ev = _stage(times, 'evaluate', dist_evaluate_student, teacher, student, splits, lim, tf=tf, seed=a.seed, progress=pg,
+                              split=a.split, n_lag=a.n_lag, batch_size=a.batch_size, env=e)
+    if ev['trajectory'] is not None: ev['trajectory']['student_lag'] = ev['trajectory']['student_lag'].tolist()
     if a.lmeval_limit:
         r = _stage(times, 'lmeval', dist_lmeval, student, limit=a.lmeval_limit, out=out/'lmeval', split=a.split, env=e)
         res['lmeval'] = r['accuracy'] if r is not None else None
@@ -409,7 +428,7 @@ def _sha(*ts) -> str:
 def main(argv:list=None):
     "`python -m fair_calib_nb.dist ...` (under torchrun or alone): probe, calibrate or load, evaluate; rank 0 writes `--out`/dist.json."
     a = _parser().parse_args(argv)
-    for k in ('n_probe', 'n_calib', 'limit', 'lmeval_limit'):
+    for k in ('n_probe', 'n_calib', 'limit', 'lmeval_limit', 'n_lag'):
         if getattr(a, k) < 0: raise SystemExit(f'--{k.replace("_", "-")} must be >= 0, got {getattr(a, k)}')
     for k in ('probe_batch', 'batch_size'):
         if getattr(a, k) < 1: raise SystemExit(f'--{k.replace("_", "-")} must be >= 1, got {getattr(a, k)}')

@@ -7,10 +7,11 @@ from fair_calib_nb.calib import CalibConfig, calib_data, calibrate
 from fair_calib_nb.evaluate import evaluate_student, teacher_forced, frontier_counts, pool_counts, score_suites
 from fair_calib_nb.lmeval import run_lmeval
 from fair_calib_nb.tasks import make_splits, calib_pairs
+from fair_calib_nb.frontier import stability_lag
 
-N_PROBE, PROBE_BATCH, N_CALIB, LIMIT, BATCH, LMEVAL = 12, 8, 4, 7, 4, 4
+N_PROBE, PROBE_BATCH, N_CALIB, LIMIT, BATCH, LMEVAL, N_LAG = 12, 8, 4, 7, 4, 4, 3
 ARGS = ['--model', 'tiny-llada', '--method', 'rtn', '--n-probe', str(N_PROBE), '--probe-batch', str(PROBE_BATCH), '--n-calib', str(N_CALIB),
-        '--calib-data', 'states', '--limit', str(LIMIT), '--batch-size', str(BATCH), '--lmeval-limit', str(LMEVAL), '--quiet']
+        '--calib-data', 'states', '--limit', str(LIMIT), '--batch-size', str(BATCH), '--lmeval-limit', str(LMEVAL), '--n-lag', str(N_LAG), '--quiet']
 
 # Run under torchrun: the collectives' edge cases (a rank without problems, mismatched counts), then the entry point `main`.
 SCRIPT = textwrap.dedent('''
@@ -61,7 +62,7 @@ def test_two_ranks_equal_one_process(tmp_path, llada):
     for f in ('x', 'attention_mask', 'runs', 'steps'): assert torch.equal(got[f], getattr(cd, f)), f
     # evaluation: answers and accuracy exact, integer counts exact, the two float sums to float32 summation order
     student = calibrate(llada, P, A, CalibConfig(method='rtn', quant='W4A4', seed=0), progress=False)
-    ref = evaluate_student(llada, student, sp, limit=LIMIT, progress=False)
+    ref = evaluate_student(llada, student, sp, limit=LIMIT, n_lag=N_LAG, progress=False)
     ev = res['eval']
     assert ev['accuracy'] == ref['accuracy'] and ev['agreement'] == ref['agreement']
     for s, counts in ref['frontier_counts'].items():
@@ -73,9 +74,15 @@ def test_two_ranks_equal_one_process(tmp_path, llada):
             else: assert gnum == num, (s, k)
     for k, v in ref['metrics'].items():
         assert (math.isnan(v) and math.isnan(ev['metrics'][k])) or math.isclose(ev['metrics'][k], v, rel_tol=1e-5, abs_tol=1e-7), k
+    own = ev['trajectory']   # the student's own trajectory, computed on rank 0 from the rows evaluate_student keeps
+    assert own['student_lag'] == ref['trajectory'].pop('student_lag').tolist() and own['false_commit_runs'] == ref['trajectory']['false_commit_runs']
+    same = lambda a, b: a == b or (math.isnan(a) and math.isnan(b))
+    assert all(same(a, b) for a, b in zip(own['mse_since_false_commit'], ref['trajectory']['mse_since_false_commit'], strict=True))
+    assert same(own['mse_clean_runs'], ref['trajectory']['mse_clean_runs'])
     # the teacher's own metrics
     tf = {s: teacher_forced(llada, d['test'].prompts[:LIMIT]) for s, d in sp.items()}
     assert res['teacher']['accuracy'] == score_suites(sp, 'test', {s: t.answers for s, t in tf.items()}, LIMIT)
+    assert res['teacher']['lag'] == torch.cat([stability_lag(t.trace) for t in tf.values()]).tolist()
     own = pool_counts([frontier_counts(t, t.logp) for t in tf.values()])
     assert all(math.isclose(res['teacher']['metrics'][k], v, rel_tol=1e-5, abs_tol=1e-7) for k, v in own.items() if not math.isnan(v))
     # lm-eval with the documents split over the ranks
