@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch chooses)')
     p.add_argument('--quiet', action='store_true', help='no progress bars or notices (warnings and errors only)')
     p.add_argument('--dry-run', nargs='?', const='llada-8b', default=None, metavar='SIZE', help='same as `dryrun SIZE` (SIZE default: llada-8b)')
-    sub = p.add_subparsers(dest='command', metavar='COMMAND')
+    sub = p.add_subparsers(dest='command', metavar='COMMAND', help='the job; `fair-calib COMMAND --help` lists its options')
     _run_args(sub.add_parser('run', formatter_class=F, help='probe, prior, calibrate, evaluate, report (the default)'))
     _quantize_args(sub.add_parser('quantize', formatter_class=F, help='calibrate one student and save it (transformers format)'))
     _eval_args(sub.add_parser('eval', formatter_class=F, help='score a model or saved student with lm-evaluation-harness (extra: lm-eval)'))
