@@ -34,3 +34,14 @@ def test_errors_and_single_token_loglikelihood(llada, tmp_path):
     x = torch.tensor(ids + [llada.mask_id])[None]
     with torch.no_grad(): exact = llada.logits(x)[0, -1].log_softmax(-1)[t[0]].item()
     assert abs(mc_loglikelihood(lm, torch.tensor(ids), torch.tensor(t)) - exact) < 1e-4
+
+def test_out_is_a_json_file_or_a_directory_and_a_failed_load_writes_nothing(llada, tmp_path):
+    "`out='x.json'` writes that one file (it used to become a directory); a model that cannot load leaves no output behind."
+    import json, os
+    res = run_lmeval(llada, ['sort'], limit=2, out=tmp_path/'x.json')
+    assert (tmp_path/'x.json').is_file() and json.loads((tmp_path/'x.json').read_text())['accuracy'] == res['accuracy']
+    assert os.listdir(tmp_path) == ['x.json']
+    with pytest.raises(ValueError, match='neither a shipped model'): run_lmeval(str(tmp_path/'nope'), ['sort'], limit=2, out=tmp_path/'d')
+    assert not (tmp_path/'d').exists()
+    (tmp_path/'f').write_text('')
+    with pytest.raises(ValueError, match='exists and is not a directory'): run_lmeval(llada, ['sort'], limit=2, out=tmp_path/'f')
