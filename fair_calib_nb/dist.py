@@ -363,7 +363,7 @@ def dist_lmeval(model, tasks=(GROUP,), limit:int=None, out=None, batch_size:int=
         lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=tm, limit=limit, log_samples=log_samples, bootstrap_iters=0)
     barrier(e)
 
-# %% ../nbs/24_dist.ipynb #aee91a67
+# %% ../nbs/24_dist.ipynb #63b2676b
 def _parser():
     p = argparse.ArgumentParser(prog='python -m fair_calib_nb.dist', description='Stage I probing and evaluation of a student, '
                                 'split over the ranks of torchrun (or in one process without it).')
@@ -386,7 +386,7 @@ def _parser():
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     return p
 
-# %% ../nbs/24_dist.ipynb #5d28b9eb
+# %% ../nbs/24_dist.ipynb #328398dc
 def _stage(times, name, f, *a, **kw):
     t0 = time.time(); r = f(*a, **kw); times[name] = round(time.time() - t0, 2); return r
 
@@ -418,7 +418,7 @@ def run_dist(a, env:DistEnv=None) -> dict:
         res['lmeval'] = r['accuracy'] if r is not None else None
     return res
 
-# %% ../nbs/24_dist.ipynb #7a41bb01
+# %% ../nbs/24_dist.ipynb #74df8c07
 def _sha(*ts) -> str:
     import hashlib
     h = hashlib.sha1()
@@ -444,6 +444,6 @@ def main(argv:list=None):
     if e.active: dist.destroy_process_group()
     return res
 
-# %% ../nbs/24_dist.ipynb #86ce90ea
+# %% ../nbs/24_dist.ipynb #800e0507
 #| eval: false
 if __name__ == '__main__': main()
