@@ -25,6 +25,10 @@ class LineBar(std_tqdm):
         if msg == '': return False                              # tqdm clearing a line: nothing to clear in a log
         self.fp.write(self.__str__() + '\n'); self.fp.flush(); return True
     def clear(self, nolock=False): pass
+    def refresh(self, nolock=False, lock_args=None):             # set_postfix/set_description refresh too: same pace
+        now = self._time()
+        if self.disable or now < getattr(self, 'start_t', now) + self.delay or now - getattr(self, '_line_t', -1e9) < self.mininterval: return False
+        self._line_t = now; return super().refresh(nolock, lock_args)
     def close(self):
         if not self.disable and (self.leave if self.leave is not None else self.pos == 0):
             self._ema_dt = lambda: None; self.display()         # the closing line of a bar that stays, with the overall rate
