@@ -21,11 +21,11 @@ from .frontier import stability_lag
 from .student import save_student, load_student
 
 # %% auto #0
-__all__ = ['DIST_TIMEOUT_S', 'DistEnv', 'dist_env', 'shard', 'my_part', 'gather_objects', 'barrier', 'all_reduce_counts',
-           'random_draws', 'skippable', 'split_unit', 'part_generate', 'dist_generate', 'dist_build_prior',
-           'dist_calib_data', 'dist_calibrate', 'dist_suite_answers', 'dist_task_accuracy', 'dist_teacher_forced',
-           'dist_frontier_counts', 'dist_trajectory', 'dist_evaluate_student', 'dist_teacher_metrics',
-           'DistFairCalibLM', 'dist_lmeval', 'run_dist', 'main']
+__all__ = ['DIST_TIMEOUT_S', 'KEEP_BYTES', 'CHUNK', 'DistEnv', 'dist_env', 'shard', 'my_part', 'gather_objects', 'barrier',
+           'all_reduce_counts', 'random_draws', 'skippable', 'split_unit', 'part_generate', 'dist_generate',
+           'dist_build_prior', 'dist_calib_data', 'dist_calibrate', 'dist_suite_answers', 'dist_task_accuracy',
+           'TeacherPart', 'dist_teacher_forced', 'dist_frontier_counts', 'dist_trajectory', 'dist_evaluate_student',
+           'dist_teacher_metrics', 'DistFairCalibLM', 'dist_lmeval', 'run_dist', 'main']
 
 # %% ../nbs/24_dist.ipynb #c2a4db52
 DIST_TIMEOUT_S = int(os.environ.get('FAIR_CALIB_DIST_TIMEOUT', 6 * 3600))
@@ -271,21 +271,40 @@ def dist_task_accuracy(dllm:DLLM, splits:dict=None, split:str='test', cfg:Decode
     acc = score_suites(splits, split, ans, limit)
     return (acc, ans) if return_answers else acc
 
-def dist_teacher_forced(teacher:DLLM, prompts:list, cfg:DecodeConfig=None, seed:int=0, batch_size:int=256,
-                        progress:bool=False, env:DistEnv=None) -> TeacherForced:
-    "This rank's share of `teacher_forced(teacher, prompts)`: trace, log-probs and answers of its rows (None without rows)."
-    cfg = cfg or default_decoding(teacher)
-    _, g = dist_generate(teacher, prompts, cfg, batch_size, seed, logprobs=True, progress=progress, gather=False, env=env)
+# %% ../nbs/24_dist.ipynb #4ffa1684
+KEEP_BYTES, CHUNK = 2**30, 32   # teacher log-probs a rank keeps at most; problems whose log-probs it holds at once
+
+@dataclass
+class TeacherPart:
+    "A rank's share of the teacher-forced states: trace, log-probs (None: recomputed by chunk), end-of-answer id and answers."
+    teacher:str; trace:Trace; logp:torch.Tensor; eos_id:int; answers:list
+    def logprobs(self, r:slice, teacher:DLLM=None) -> torch.Tensor:
+        "The teacher's log-probs on problems `r` of this part: kept, or recomputed with the `teacher` model."
+        if self.logp is not None: return self.logp[r]
+        if teacher is None or teacher.name != self.teacher: raise ValueError(f'the log-probs of {self.teacher!r} were not kept: pass that teacher')
+        return window_logprobs(teacher, self.trace[r])
+
+def dist_teacher_forced(teacher:DLLM, prompts:list, cfg:DecodeConfig=None, seed:int=0, batch_size:int=256, progress:bool=False,
+                        keep_bytes:int=KEEP_BYTES, env:DistEnv=None) -> TeacherPart:
+    "This rank's share of `teacher_forced(teacher, prompts)` (see above); None without rows."
+    cfg, e = cfg or default_decoding(teacher), env or dist_env()
+    rows = shard(len(prompts), e.rank, e.world_size, split_unit(cfg, batch_size, len(prompts)))
+    keep = 4 * len(rows) * cfg.steps * cfg.gen_length * int(teacher.model.config.vocab_size) <= keep_bytes
+    _, g = dist_generate(teacher, prompts, cfg, batch_size, seed, record=True, logprobs=keep, progress=progress, gather=False, env=e)
     if g is None: return None
-    return TeacherForced(teacher.name, g.trace, state_logprobs(teacher, g.trace), teacher.tokenizer.eos_token_id, g.answers)
+    return TeacherPart(teacher.name, g.trace, state_logprobs(teacher, g.trace) if keep else None, teacher.tokenizer.eos_token_id, g.answers)
 
-def dist_frontier_counts(tf:TeacherForced, s_logp:torch.Tensor=None, student:DLLM=None, env:DistEnv=None) -> dict:
-    "`frontier_counts` summed over ranks: each rank's teacher-forced part `tf` against `s_logp` (or `student`'s log-probs on it)."
-    if tf is None: return all_reduce_counts({}, env)
-    if s_logp is None: s_logp = window_logprobs(student, tf.trace)
-    return all_reduce_counts(frontier_counts(tf, s_logp), env)
+def dist_frontier_counts(tp:TeacherPart, student:DLLM=None, teacher:DLLM=None, chunk:int=CHUNK, env:DistEnv=None) -> dict:
+    "`frontier_counts` of `student` (None: the teacher against itself) on every rank's part `tp`, `chunk` problems at a time, summed."
+    tot = {}
+    for s in range(0, tp.trace.batch_size if tp is not None else 0, chunk):
+        r = slice(s, s + chunk); t_lp = tp.logprobs(r, teacher)
+        s_lp = t_lp if student is None else window_logprobs(student, tp.trace[r])
+        c = frontier_counts(TeacherForced(tp.teacher, tp.trace[r], t_lp, tp.eos_id), s_lp)
+        tot = {k: (tot.get(k, (0.0, 0.0))[0] + a, tot.get(k, (0.0, 0.0))[1] + b) for k, (a, b) in c.items()}
+    return all_reduce_counts(tot, env)
 
-# %% ../nbs/24_dist.ipynb #c88b5d82
+# %% ../nbs/24_dist.ipynb #896a5a80
 def dist_trajectory(teacher:DLLM, student:DLLM, splits:dict, split:str='test', limit:int=None, n_lag:int=64, cfg:DecodeConfig=None,
                     seed:int=0, batch_size:int=256, env:DistEnv=None) -> dict:
     "`evaluate_student`'s own-trajectory metrics (first `n_lag` problems per suite): computed on rank 0, sent to every rank."
@@ -301,29 +320,30 @@ def dist_trajectory(teacher:DLLM, student:DLLM, splits:dict, split:str='test', l
 
 def dist_evaluate_student(teacher:DLLM, student:DLLM, splits:dict=None, limit:int=None, cfg:DecodeConfig=None, tf:dict=None,
                           teacher_answers:dict=None, seed:int=0, progress:bool=None, split:str='test', n_lag:int=0,
-                          batch_size:int=256, env:DistEnv=None) -> dict:
-    "`evaluate_student` over ranks (same arguments; `tf`: `{suite: dist_teacher_forced part}` to reuse), on every rank."
+                          batch_size:int=256, chunk:int=CHUNK, env:DistEnv=None) -> dict:
+    "`evaluate_student` over ranks (same arguments; `tf`: `{suite: TeacherPart}` to reuse), on every rank."
     e = env or dist_env(); check_same_vocab(teacher, student)
     splits = splits or make_splits(0); cfg = cfg or default_decoding(teacher)
     ans = dist_suite_answers(student, splits, split, cfg, limit, batch_size, seed, progress, e)
     acc = score_suites(splits, split, ans, limit)
     tf = tf or {s: dist_teacher_forced(teacher, d[split].prompts[:limit], cfg, seed, batch_size, env=e) for s, d in splits.items()}
     if teacher_answers is None: teacher_answers = {s: gather_objects(t.answers if t is not None else None, e) for s, t in tf.items()}
-    counts = {s: dist_frontier_counts(t, student=student, env=e) for s, t in tf.items()}
+    counts = {s: dist_frontier_counts(t, student, teacher, chunk, e) for s, t in tf.items()}
     agree = answer_agreement(ans, teacher_answers)
     metrics = dict(acc_mean=acc['mean'], agreement=agree['mean'], **{f'acc_{s}': acc[s] for s in splits}, **pool_counts(list(counts.values())))
     own = dist_trajectory(teacher, student, splits, split, limit, n_lag, cfg, seed, batch_size, e) if n_lag else None
     return dict(accuracy=acc, agreement=agree, frontier_counts=counts, metrics=metrics, trajectory=own, answers=ans)
 
-def dist_teacher_metrics(teacher:DLLM, splits:dict, tf:dict, split:str='test', limit:int=None, env:DistEnv=None) -> dict:
+def dist_teacher_metrics(teacher:DLLM, splits:dict, tf:dict, split:str='test', limit:int=None, chunk:int=CHUNK,
+                         env:DistEnv=None) -> dict:
     "The teacher's accuracy, stability lag and own post-commit movement (`frontier_counts` against itself), as the pipeline's `teacher_reference`."
     ans = {s: gather_objects(t.answers if t is not None else None, env) for s, t in tf.items()}
     acc = score_suites(splits, split, ans, limit)
-    own = pool_counts([dist_frontier_counts(t, t.logp if t is not None else None, env=env) for t in tf.values()])
+    own = pool_counts([dist_frontier_counts(t, None, teacher, chunk, env) for t in tf.values()])
     lag = torch.cat([gather_objects(stability_lag(t.trace) if t is not None else None, env) for t in tf.values()])
     return dict(accuracy=acc, answers=ans, lag=lag, metrics=dict(acc_mean=acc['mean'], agreement=1.0, **{f'acc_{s}': acc[s] for s in splits}, **own))
 
-# %% ../nbs/24_dist.ipynb #6a63202d
+# %% ../nbs/24_dist.ipynb #cc103fad
 from .lmeval import FairCalibLM, run_lmeval, write_tasks, task_name, GROUP
 
 class DistFairCalibLM(FairCalibLM):
@@ -345,7 +365,7 @@ class DistFairCalibLM(FairCalibLM):
         dist.gather_object(obj, out, dst=dst); return out
     def barrier(self): barrier(self.env)
 
-# %% ../nbs/24_dist.ipynb #945717e8
+# %% ../nbs/24_dist.ipynb #df212f3b
 def dist_lmeval(model, tasks=(GROUP,), limit:int=None, out=None, batch_size:int=64, split:str='test', seed:int=0,
                 trust_remote_code:bool=False, log_samples:bool=True, env:DistEnv=None):
     "`run_lmeval` with the documents split over ranks: rank 0 returns the results (and writes `out`), the others None."
@@ -363,7 +383,7 @@ def dist_lmeval(model, tasks=(GROUP,), limit:int=None, out=None, batch_size:int=
         lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=tm, limit=limit, log_samples=log_samples, bootstrap_iters=0)
     barrier(e)
 
-# %% ../nbs/24_dist.ipynb #63b2676b
+# %% ../nbs/24_dist.ipynb #c1e6e501
 def _parser():
     p = argparse.ArgumentParser(prog='python -m fair_calib_nb.dist', description='Stage I probing and evaluation of a student, '
                                 'split over the ranks of torchrun (or in one process without it).')
@@ -386,7 +406,7 @@ def _parser():
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     return p
 
-# %% ../nbs/24_dist.ipynb #328398dc
+# %% ../nbs/24_dist.ipynb #012ba65a
 def _stage(times, name, f, *a, **kw):
     t0 = time.time(); r = f(*a, **kw); times[name] = round(time.time() - t0, 2); return r
 
@@ -409,7 +429,7 @@ def run_dist(a, env:DistEnv=None) -> dict:
         if e.main: torch.save(dict(x=cd.x, attention_mask=cd.attention_mask, runs=cd.runs, steps=cd.steps), out/'calib_data.pt')
     tf = _stage(times, 'teacher_forced', lambda: {s: dist_teacher_forced(teacher, d[a.split].prompts[:lim], seed=a.seed,
                 batch_size=a.batch_size, progress=pg, env=e) for s, d in splits.items()})
-    res['teacher'] = dist_teacher_metrics(teacher, splits, tf, a.split, lim, e); res['teacher']['lag'] = res['teacher']['lag'].tolist()
+    res['teacher'] = dist_teacher_metrics(teacher, splits, tf, a.split, lim, env=e); res['teacher']['lag'] = res['teacher']['lag'].tolist()
     res['eval'] = ev = _stage(times, 'evaluate', dist_evaluate_student, teacher, student, splits, lim, tf=tf, seed=a.seed, progress=pg,
                               split=a.split, n_lag=a.n_lag, batch_size=a.batch_size, env=e)
     if ev['trajectory'] is not None: ev['trajectory']['student_lag'] = ev['trajectory']['student_lag'].tolist()
@@ -418,7 +438,7 @@ def run_dist(a, env:DistEnv=None) -> dict:
         res['lmeval'] = r['accuracy'] if r is not None else None
     return res
 
-# %% ../nbs/24_dist.ipynb #74df8c07
+# %% ../nbs/24_dist.ipynb #d1dba840
 def _sha(*ts) -> str:
     import hashlib
     h = hashlib.sha1()
@@ -444,6 +464,6 @@ def main(argv:list=None):
     if e.active: dist.destroy_process_group()
     return res
 
-# %% ../nbs/24_dist.ipynb #800e0507
+# %% ../nbs/24_dist.ipynb #7a81a41a
 #| eval: false
 if __name__ == '__main__': main()
