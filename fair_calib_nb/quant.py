@@ -20,7 +20,8 @@ from .models import DLLM
 __all__ = ['ACT_BITS', 'GRANULARITIES', 'BNB_BLOCKSIZES', 'BNB_FORMATS', 'WEIGHT_FORMATS', 'round_ste', 'check_act_bits',
            'ActQuantizer', 'bnb_codebook', 'check_blocksize', 'fake_quant_4bit', 'bnb_roundtrip', 'fake_quant_int4',
            'clip_weight', 'fake_quant_weight', 'QuantLinear', 'QuantConfig', 'parse_config', 'quant_layers',
-           'is_quantized', 'block_linears', 'set_module', 'Student', 'quantize_model', 'deploy_model', 'model_bytes']
+           'is_quantized', 'block_linears', 'set_module', 'Student', 'quantize_model', 'deploy_model', 'model_bytes',
+           'cached_weights']
 
 # %% ../nbs/11_quant.ipynb #d957a6c0
 class _RoundSTE(torch.autograd.Function):
@@ -253,12 +254,20 @@ def quantized_weight(self:QuantLinear) -> torch.Tensor:
 
 @patch
 def forward(self:QuantLinear, x:torch.Tensor) -> torch.Tensor:
+    c = getattr(self, '_wcache', None)
+    if c is not None and not torch.is_grad_enabled():                    # inside `cached_weights` (defined below)
+        if c[3] != self._cache_key(): c = self._wcache = self._eval_weight()
+        if c is not None:
+            w, b, dt, _ = c
+            if self.act is not None: x = self.act.quantize_(x)
+            return F.linear(x, w, b) if dt is None else F.linear(x.to(dt), w, b).to(x.dtype)
     if self.act is not None: x = self.act(x)
     if self.deployed:
         qs = self.linear4bit.weight.quant_state
         if self.bf16_cpu_kernel and not getattr(qs, 'packing_format_for_cpu', False): self._absmax_fp32 = qs.absmax
         return self.linear4bit(x)
     return F.linear(x, self.quantized_weight(), self.bias)
+
 
 # %% ../nbs/11_quant.ipynb #98449837
 @patch
@@ -459,3 +468,82 @@ def model_bytes(model:nn.Module) -> dict:
             for t in (qs.absmax, qs.code): add('quant_state', t)
     out['total'] = sum(out.values())
     return out
+
+# %% ../nbs/11_quant.ipynb #e1a0c0d2
+@patch
+def quantize_(self:ActQuantizer, x:torch.Tensor) -> torch.Tensor:
+    "`forward` without autograd: the same operations in the same order, in place on one buffer (bit-identical, fewer copies)."
+    memo = getattr(self, '_memo', None)                  # inside `cached_weights`: the last input and its output
+    if memo and memo[0] is x and memo[1] == x._version and memo[3] == memo[2]._version: return memo[2]
+    scale, zero = self.qparams(x)
+    q = x.float() / scale
+    if self.symmetric: q.clamp_(self.qmin, self.qmax)      # = clamp(., qmin - 0, qmax - 0)
+    else: torch.clamp(q, self.qmin - zero, self.qmax - zero, out=q)
+    q = q.round_().mul_(scale).to(x.dtype)
+    if memo is not None: memo[:] = [x, x._version, q, q._version]
+    return q
+
+@patch
+def _cache_key(self:QuantLinear) -> tuple:
+    "What the cached weight was computed from: the weight tensor (or packed weight and its state) and its in-place version."
+    if not self.deployed: return (id(self.weight), self.weight._version, id(self.weight_clip_raw))
+    w = self.linear4bit.weight; return (id(w), id(w.data), w._version, id(w.quant_state))
+
+@patch
+def _eval_weight(self:QuantLinear):
+    "`(weight, bias, compute dtype, key)` the forward multiplies with, computed once; None where no exact cached form exists."
+    if not self.deployed:
+        w = fake_quant_weight(self.weight, self.weight_format, self.blocksize, self.weight_clip)
+        return w, self.bias, None, self._cache_key()
+    lin = self.linear4bit; qs, dt = lin.weight.quant_state, lin.compute_dtype
+    if self.bf16_cpu_kernel or qs is None or qs.nested or dt is None or getattr(qs, 'packing_format_for_cpu', False): return None
+    # what bitsandbytes' gemm_4bit computes before its F.linear (its default and CPU path), called with the same arguments
+    w = torch.ops.bitsandbytes.dequantize_4bit.default(lin.weight.data.view(-1, 1), qs.absmax, qs.blocksize, qs.quant_type, qs.shape, dt)
+    return w, None if lin.bias is None else lin.bias.detach().to(dt), dt, self._cache_key()
+
+
+# %% ../nbs/11_quant.ipynb #e1a0c0d9
+class _Memo:
+    "A module's forward that returns its last output again for the very same input tensor (unchanged since), with no gradients."
+    def __init__(self, forward): self.forward, self.last = forward, None
+    def __call__(self, x=None, *args, **kw):
+        if args or kw or not isinstance(x, torch.Tensor) or torch.is_grad_enabled(): return self.forward(*(() if x is None else (x,)), *args, **kw)
+        l = self.last
+        if l is not None and l[0] is x and l[1] == x._version and l[3] == l[2]._version: return l[2]
+        y = self.forward(x)
+        if isinstance(y, torch.Tensor): self.last = (x, x._version, y, y._version)
+        return y
+
+def _shared_leaves(model:nn.Module) -> list:
+    "Parameter-free or fixed leaf modules reachable under more than one path (e.g. a transform shared by a group of linears)."
+    n = {}
+    for _, m in model.named_modules(remove_duplicate=False): n[id(m)] = n.get(id(m), 0) + 1
+    return [m for m in model.modules() if n[id(m)] > 1 and not any(True for _ in m.children()) and not isinstance(m, ActQuantizer)]
+
+
+# %% ../nbs/11_quant.ipynb #e1a0c0d4
+class cached_weights:
+    "`with cached_weights(model):` every `QuantLinear` of `model` multiplies with a weight computed once, while gradients are off."
+    def __init__(self, model:nn.Module, enabled:bool=True): self.model, self.enabled, self.layers, self.memos = model, enabled, [], []
+    def __enter__(self):
+        if not self.enabled: return self
+        with torch.no_grad():
+            for m in self.model.modules():
+                if isinstance(m, QuantLinear) and getattr(m, '_wcache', None) is None:   # a nested context leaves the outer one's
+                    c = m._eval_weight()
+                    if c is not None: m._wcache = c; self.layers.append(m)
+                if isinstance(m, ActQuantizer) and getattr(m, '_memo', None) is None: m._memo = []; self.memos.append(m)
+        for m in _shared_leaves(self.model):
+            if 'forward' not in vars(m): m.forward = _Memo(m.forward); self.memos.append(m)
+        return self
+    def __exit__(self, *exc):
+        for m in self.layers: m._wcache = None
+        for m in self.memos:
+            if isinstance(m, ActQuantizer): m._memo = None
+            else: del m.forward
+        self.layers, self.memos = [], []
+    @property
+    def nbytes(self) -> int:
+        "Bytes of the cached weights (the memory the cache costs)."
+        return sum(m._wcache[0].numel() * m._wcache[0].element_size() for m in self.layers if m._wcache is not None)
+

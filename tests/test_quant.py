@@ -303,3 +303,55 @@ def test_weight_only_student_as_standard_bitsandbytes(dllm, batch, tmp_path):
         if isinstance(mod, bnb.nn.Linear4bit): mod.support_avx512bf16_for_cpu = False   # the same fp32 kernel as ours
     with torch.no_grad(): assert torch.equal(m(x, **dllm.family.model_inputs(am)).logits, q.model(x, **dllm.family.model_inputs(am)).logits)
     with pytest.raises(ValueError, match='only weight-only'): export_bnb(quantize_model(dllm, 'W4A4'), tmp_path/'no')
+
+# ---------------------------------------------------------------- evaluation cache: dequantize once, identical outputs
+
+from fair_calib_nb.quant import cached_weights
+
+@pytest.mark.parametrize('spec', ['W4A4', 'W4A16', 'W4A4-fp4', 'W4A16-fp4', 'W4A8', 'W4A4-int4'])
+@pytest.mark.parametrize('deployed', [False, True])
+def test_cached_weights_bit_identical(dllm, batch, spec, deployed):
+    if deployed and spec.endswith('int4'): pytest.skip('int4 does not deploy')
+    x, am = batch
+    s = quantize_model(dllm, spec); s = deploy_model(s) if deployed else s
+    with torch.no_grad(): ref = s.logits(x, am)
+    with cached_weights(s.model) as c, torch.no_grad(): got, nbytes = s.logits(x, am), c.nbytes
+    assert torch.equal(got, ref)
+    assert nbytes == sum(l.in_features * l.out_features * 4 for l in quant_layers(s).values())
+    assert all(getattr(l, '_wcache', None) is None for l in quant_layers(s).values())   # released on exit
+
+@pytest.mark.parametrize('method', ['quarot', 'rtn'])
+def test_cached_weights_calibrated_and_reloaded_students(dllm, batch, pairs, method, tmp_path):
+    "Students as the pipeline evaluates them: transforms and activation quantizers shared by a group, and reloaded from disk."
+    from fair_calib_nb.calib import calibrate, CalibConfig
+    from fair_calib_nb.student import save_student, load_student
+    x, am = batch
+    s = calibrate(dllm, *pairs, CalibConfig(method=method), progress=False)
+    for m in (s, load_student(save_student(s, tmp_path/method))):
+        with torch.no_grad(): ref = m.logits(x, am)
+        with cached_weights(m.model) as c, torch.no_grad(): got, memos = m.logits(x, am), list(c.memos)
+        assert torch.equal(got, ref)
+        assert memos and not any('forward' in vars(mm) or getattr(mm, '_memo', None) is not None for mm in memos)
+
+@pytest.mark.parametrize('kw', [dict(), dict(symmetric=False), dict(granularity='tensor'), dict(bits=8, clip_ratio=0.7),
+                                dict(symmetric=False, granularity='tensor', clip_ratio=0.9)])
+def test_act_quantize_inplace_bit_identical(kw):
+    aq = ActQuantizer(**kw); x = torch.randn(3, 9, 64) * torch.rand(3, 9, 1) * 5
+    with torch.no_grad(): assert bits_equal(aq.quantize_(x), aq(x))
+    assert bits_equal(aq.quantize_(x.to(torch.bfloat16)), aq(x.to(torch.bfloat16)))
+
+def test_cached_weights_grad_nested_stale_and_bf16(llada):
+    s = deploy_model(quantize_model(llada, 'W4A4')); ql = next(iter(quant_layers(s).values()))
+    xq = torch.randn(2, 5, ql.in_features, requires_grad=True)
+    with cached_weights(s.model) as outer:
+        with cached_weights(s.model) as inner: assert inner.layers == [] and ql._wcache is not None
+        assert ql._wcache is not None
+        ql(xq).sum().backward(); assert xq.grad is not None                 # gradients: the usual path
+    assert ql._wcache is None and outer.nbytes == 0
+    t = quantize_model(llada, 'W4A4'); tl = next(iter(quant_layers(t).values())); xs = torch.randn(2, 5, tl.in_features)
+    with cached_weights(t.model), torch.no_grad():
+        before = tl(xs); tl.weight.mul_(0.5)                                  # changed in place: requantized
+        assert torch.equal(tl(xs), torch.nn.functional.linear(tl.act(xs), fake_quant_weight(tl.weight)))
+        assert not torch.equal(before, tl(xs))
+    b = deploy_model(quantize_model(llada, 'W4A4', bf16_cpu_kernel=True))
+    with cached_weights(b.model) as c: assert c.layers == []                  # the fused bf16 kernel: nothing cached
