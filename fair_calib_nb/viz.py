@@ -43,8 +43,8 @@ def tidy(fig:go.Figure, legend_below:bool=False) -> go.Figure:
     if t:
         lines = 1 + len(re.findall(r'<br\s*/?>', t))
         sub = any(a.yref == 'paper' and a.yanchor == 'bottom' and (a.y or 0) >= 1 for a in fig.layout.annotations)   # subplot titles
-        fig.update_layout(title=dict(x=0.01, xref='container', xanchor='left', yref='container', y=1, yanchor='top', pad=dict(t=30)),
-                          margin=dict(t=max(fig.layout.margin.t or 0, 44 + 22 * lines + 24 * sub)))
+        fig.update_layout(title=dict(x=0.01, xref='container', xanchor='left', yref='container', y=1, yanchor='top', pad=dict(t=36)),
+                          margin=dict(t=max(fig.layout.margin.t or 0, 50 + 22 * lines + 24 * sub)))
     if legend_below: fig.update_layout(legend=dict(orientation='h', yanchor='top', y=-0.2, x=0))
     return fig
 
