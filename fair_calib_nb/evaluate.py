@@ -8,15 +8,20 @@ import json
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
-from .tasks import make_splits, get_suite, answer_profile
+from .tasks import MAX_PROMPT, make_splits, get_suite, answer_profile
 from .models import DLLM, load_dllm
 from .decode import DecodeConfig, Trace, default_decoding, generate
 from .frontier import stability_lag, answer_positions, block_index
+from .progress import progress_bar
+from .quant import cached_weights
+
 
 # %% auto #0
-__all__ = ['METRICS', 'HEADLINE', 'Metric', 'metric', 'decode_suites', 'score_suites', 'task_accuracy', 'answer_agreement',
-           'write_eval', 'check_same_vocab', 'window_logprobs', 'state_logprobs', 'TeacherForced', 'teacher_forced',
-           'frontier_counts', 'pool_counts', 'own_trajectory_metrics', 'evaluate_student']
+__all__ = ['METRICS', 'HEADLINE', 'KEEP_LOGP_BYTES', 'EVAL_CHUNK', 'Metric', 'metric', 'decode_suites', 'score_suites',
+           'task_accuracy', 'answer_agreement', 'write_eval', 'check_same_vocab', 'window_logprobs', 'problem_chunks',
+           'state_logprobs', 'logp_bytes', 'TeacherForced', 'teacher_forced', 'position_stats', 'counts_from_stats',
+           'frontier_counts', 'pool_counts', 'teacher_logprobs', 'stream_counts', 'frontier_memory',
+           'own_trajectory_metrics', 'evaluate_student']
 
 # %% ../nbs/08_evaluate.ipynb #199f938b
 @dataclass(frozen=True)
@@ -50,20 +55,21 @@ def metric(name:str) -> Metric:
 
 # %% ../nbs/08_evaluate.ipynb #86613426
 def decode_suites(dllm:DLLM, splits:dict=None, split:str='test', cfg:DecodeConfig=None, limit:int=None,
-                  batch_size:int=256, seed:int=0, progress:bool=None, logprobs:bool=False) -> dict:
-    "`{suite: Generation}` for the first `limit` problems of each suite's `split` (traces with full log-probs if `logprobs`)."
+                  batch_size:int=256, seed:int=0, progress:bool=None, logprobs:bool=False, record:bool=False) -> dict:
+    "`{suite: Generation}` for the first `limit` problems of each suite's `split` (with traces if `record`, full log-probs if `logprobs`)."
     splits = splits or make_splits(0); cfg = cfg or default_decoding(dllm); out = {}
     for name, d in splits.items():
         prompts = d[split].prompts[:limit]
         if not prompts: raise ValueError(f'suite {name!r} has an empty {split} split')
         out[name] = generate(dllm, prompts, cfg, batch_size=batch_size, seed=seed, progress=progress,
-                             desc=f'{dllm.name} {name}', logprobs=logprobs)
+                             desc=f'{dllm.name} {name}', logprobs=logprobs, record=record)
     return out
 
 def score_suites(splits:dict, split:str, answers:dict, limit:int=None) -> dict:
     "Exact-match accuracy of `{suite: answers}` against the first `limit` gold answers of each suite, plus their `mean`."
     acc = {s: get_suite(s).score(a, splits[s][split].answers[:limit]) for s, a in answers.items()}
     acc['mean'] = sum(acc.values()) / len(acc); return acc
+
 
 # %% ../nbs/08_evaluate.ipynb #d6d496b7
 def task_accuracy(dllm:DLLM,              # model to score
@@ -110,6 +116,16 @@ def window_logprobs(dllm:DLLM, trace:Trace, chunk:int=128) -> torch.Tensor:
     if not torch.isfinite(out).all(): raise ValueError(f'{dllm.name} produced NaN/inf logits on teacher-forced states')
     return out.reshape(B, T, G, -1)
 
+# %% ../nbs/08_evaluate.ipynb #a7c3e001
+KEEP_LOGP_BYTES = 2**30   # full-vocabulary log-probs kept in memory per decoded set (teacher or student), at most
+EVAL_CHUNK = 32           # problems whose log-probs are held at once while the frontier metrics are computed
+
+def problem_chunks(n:int, chunk:int=EVAL_CHUNK) -> list:
+    "Slices of `chunk` consecutive problems covering `n` problems."
+    if not isinstance(chunk, int) or chunk < 1: raise ValueError(f'chunk must be a whole number of problems >= 1, got {chunk!r}')
+    return [slice(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+
+
 # %% ../nbs/08_evaluate.ipynb #9170b4a2
 def state_logprobs(dllm:DLLM, trace:Trace) -> torch.Tensor:
     "`dllm`'s log-probs (B, T, G, V) on the states of its own `trace`: the ones it kept while decoding, else `window_logprobs`."
@@ -117,15 +133,29 @@ def state_logprobs(dllm:DLLM, trace:Trace) -> torch.Tensor:
     if not torch.isfinite(trace.logp).all(): raise ValueError(f'{dllm.name} produced NaN/inf logits while decoding')
     return trace.logp
 
+def logp_bytes(dllm:DLLM, n:int, cfg:DecodeConfig) -> int:
+    "Bytes of float32 log-probs over `dllm`'s vocabulary at every state and window position of `n` problems."
+    return 4 * n * cfg.steps * cfg.gen_length * int(dllm.model.config.vocab_size)
+
 @dataclass
 class TeacherForced:
-    "A teacher's trace on some prompts, its log-probabilities on every state, its end-of-answer token and its answers."
-    teacher:str; trace:Trace; logp:torch.Tensor; eos_id:int; answers:list=None
+    "A teacher's trace on some prompts, its log-probs on every state (None: not kept), its end-of-answer token, answers and argmax."
+    teacher:str; trace:Trace; logp:torch.Tensor; eos_id:int; answers:list=None; argmax:torch.Tensor=None
+    def __post_init__(self):
+        if self.argmax is None and self.logp is None: raise ValueError('TeacherForced needs the log-probs or the argmax')
+        if self.argmax is None: self.argmax = self.logp.argmax(-1)
 
-def teacher_forced(teacher:DLLM, prompts:list, cfg:DecodeConfig=None, seed:int=0, progress:bool=False) -> TeacherForced:
-    "Decode `prompts` with the teacher once, keeping its trace, its log-probs on each state and its answers."
-    g = generate(teacher, prompts, cfg or default_decoding(teacher), seed=seed, logprobs=True, progress=progress)
-    return TeacherForced(teacher.name, g.trace, state_logprobs(teacher, g.trace), teacher.tokenizer.eos_token_id, g.answers)
+def teacher_forced(teacher:DLLM, prompts:list, cfg:DecodeConfig=None, seed:int=0, progress:bool=False,
+                   keep_bytes:int=None, chunk:int=EVAL_CHUNK) -> TeacherForced:
+    "Decode `prompts` with the teacher once: its trace, answers, argmax and (if they fit in `keep_bytes`) log-probs on each state."
+    cfg = cfg or default_decoding(teacher)
+    keep = logp_bytes(teacher, len(prompts), cfg) <= (KEEP_LOGP_BYTES if keep_bytes is None else keep_bytes)
+    g = generate(teacher, prompts, cfg, seed=seed, record=True, logprobs=keep, progress=progress)
+    if keep: lp = state_logprobs(teacher, g.trace); return TeacherForced(teacher.name, g.trace, lp, teacher.tokenizer.eos_token_id, g.answers)
+    arg = torch.cat([window_logprobs(teacher, g.trace[r]).argmax(-1) for r in progress_bar(
+        problem_chunks(len(prompts), chunk), progress=progress, desc=f'{teacher.name} argmax by chunk')])
+    return TeacherForced(teacher.name, g.trace, None, teacher.tokenizer.eos_token_id, g.answers, arg)
+
 
 # %% ../nbs/08_evaluate.ipynb #e0538818
 def _scoped(name, sel, flips, hits, kl, masked, rate, valid, never):
@@ -133,19 +163,29 @@ def _scoped(name, sel, flips, hits, kl, masked, rate, valid, never):
             f'mean_disagree{name}': ((rate * (valid & sel[:, 0])).sum(), (valid & sel[:, 0]).sum()),
             f'never_agree{name}': ((never & sel[:, 0]).sum(), (valid & sel[:, 0]).sum())}
 
-def frontier_counts(tf:TeacherForced, s_logp:torch.Tensor) -> dict:
-    "Flip rate, post-commit mismatch and KL of a student's log-probs `s_logp` (B, T, G, V) on the teacher's states, as `{name: (num, den)}`."
-    tr = tf.trace; s_arg = s_logp.argmax(-1)
-    hits = tr.frontier(); flips = hits & (s_arg != tf.logp.argmax(-1))
+def position_stats(t_logp:torch.Tensor, s_logp:torch.Tensor) -> tuple:
+    "The student's argmax and KL(teacher || student) at each state position (B, T, G) from log-probs (B, T, G, V)."
+    return s_logp.argmax(-1), (t_logp.exp() * (t_logp - s_logp)).sum(-1)
+
+def counts_from_stats(tf:TeacherForced, s_arg:torch.Tensor, kl:torch.Tensor) -> dict:
+    "Flip rate, post-commit mismatch and KL as `{name: (num, den)}` from a student's per-position argmax and KL on `tf`'s states."
+    tr = tf.trace
+    hits = tr.frontier(); flips = hits & (s_arg != tf.argmax)
     cs = tr.commit_step[:, None, :]; post = (cs < torch.arange(tr.steps)[None, :, None]) & (cs >= 0)
     n_post, n_dis = post.sum(1), ((s_arg != tr.tokens[:, None, :]) & post).sum(1)
     valid = n_post > 0; rate = n_dis / n_post.clamp_min(1); never = (n_dis == n_post) & valid
-    kl = (tf.logp.exp() * (tf.logp - s_logp)).sum(-1); masked = tr.masked()
+    masked = tr.masked()
     ans, blk = answer_positions(tr, tf.eos_id)[:, None, :], block_index(tr)
     args = (flips, hits, kl, masked, rate, valid, never)
     out = {**_scoped('', torch.ones_like(ans), *args), **_scoped('_answer', ans, *args)}
     for k in range(int(blk.max()) + 1): out.update(_scoped(f'_answer_b{k}', ans & (blk == k)[None, None], *args))
     return {n: (float(a), float(b)) for n, (a, b) in out.items()}
+
+def frontier_counts(tf:TeacherForced, s_logp:torch.Tensor=None) -> dict:
+    "Counts of a student's log-probs `s_logp` (B, T, G, V) on the teacher's kept log-probs (`s_logp=None`: the teacher itself)."
+    if s_logp is None: return counts_from_stats(tf, tf.argmax, torch.zeros(tf.argmax.shape))
+    if tf.logp is None: raise ValueError(f'{tf.teacher}: log-probs not kept (too large); use stream_counts, which recomputes them per chunk')
+    return counts_from_stats(tf, *position_stats(tf.logp, s_logp))
 
 def pool_counts(counts:list) -> dict:
     "Ratios from several `frontier_counts` results (NaN where nothing was counted)."
@@ -153,15 +193,48 @@ def pool_counts(counts:list) -> dict:
     tot = {n: (sum(c[n][0] for c in counts), sum(c[n][1] for c in counts)) for n in names}
     return {n: a / b if b else float('nan') for n, (a, b) in tot.items()}
 
+
+# %% ../nbs/08_evaluate.ipynb #a7c3e003
+def teacher_logprobs(tf:TeacherForced, runs:slice, teacher:DLLM=None) -> torch.Tensor:
+    "The teacher's log-probs on problems `runs` of `tf`: the kept ones, else recomputed from the trace with the `teacher` model."
+    if tf.logp is not None: return tf.logp[runs]
+    if teacher is None: raise ValueError(f'{tf.teacher}: the teacher-forced log-probs were not kept (too large); pass the teacher '
+                                         'model so they are recomputed chunk by chunk')
+    if teacher.name != tf.teacher: raise ValueError(f'these states are {tf.teacher!r}\'s, not {teacher.name!r}\'s')
+    return window_logprobs(teacher, tf.trace[runs])
+
+def stream_counts(tf:TeacherForced, student:DLLM=None, teacher:DLLM=None, chunk:int=EVAL_CHUNK, progress:bool=False) -> dict:
+    "`frontier_counts` of `student` on `tf`'s states, `chunk` problems at a time (`student=None`: the teacher against itself)."
+    if student is None: return frontier_counts(tf)
+    stats = [position_stats(teacher_logprobs(tf, r, teacher), window_logprobs(student, tf.trace[r]))
+             for r in progress_bar(problem_chunks(tf.trace.batch_size, chunk), progress=progress, desc=f'{student.name} teacher-forced')]
+    return counts_from_stats(tf, torch.cat([a for a, _ in stats]), torch.cat([k for _, k in stats]))
+
+
+# %% ../nbs/08_evaluate.ipynb #a7c3e005
+def frontier_memory(vocab_size:int, cfg:DecodeConfig, n_problems:int, chunk:int=EVAL_CHUNK, prompt_length:int=MAX_PROMPT,
+                    keep_bytes:int=None, state_batch:int=128) -> dict:
+    "Bytes the frontier metrics of one decoded set of `n_problems` hold: kept teacher log-probs, one chunk's peak, their total."
+    per = 4 * cfg.steps * cfg.gen_length * vocab_size                          # log-probs of one problem
+    kept = per * n_problems if per * n_problems <= (KEEP_LOGP_BYTES if keep_bytes is None else keep_bytes) else 0
+    c = min(chunk, n_problems); u = per * c
+    fwd = 4 * min(state_batch, c * cfg.steps) * (prompt_length + 2 * cfg.gen_length) * vocab_size   # one batch's logits + window log-softmax
+    peak = max(3 * u + fwd, 5 * u)     # teacher + student log-probs (and the student's chunk list) + a forward; or the KL's 3 temporaries
+    return dict(per_problem=per, kept=kept, chunk=peak, total=kept + peak, whole=per * n_problems)
+
+
 # %% ../nbs/08_evaluate.ipynb #2b79f9aa
 def own_trajectory_metrics(teacher:DLLM, student:DLLM, prompts:list=None, cfg:DecodeConfig=None, seed:int=0,
-                           trace:Trace=None) -> dict:
+                           trace:Trace=None, chunk:int=EVAL_CHUNK) -> dict:
     "Probability-MSE vs steps since the first false commit, and the student's stability lag, on its own trajectory."
     tr = trace if trace is not None else generate(student, prompts, cfg or default_decoding(teacher), seed=seed, logprobs=True, progress=False).trace
-    s_lp, t_lp = state_logprobs(student, tr), window_logprobs(teacher, tr)
-    mse = ((s_lp.exp() - t_lp.exp()) ** 2).sum(-1)                        # (B, T, G)
+    mse, t_arg = [], []
+    for r in problem_chunks(tr.batch_size, chunk):                        # (B, T, G) statistics, `chunk` runs at a time
+        s_lp, t_lp = state_logprobs(student, tr[r]), window_logprobs(teacher, tr[r])
+        mse.append(((s_lp.exp() - t_lp.exp()) ** 2).sum(-1)); t_arg.append(t_lp.argmax(-1))
+    mse, t_arg = torch.cat(mse), torch.cat(t_arg)
     masked = tr.masked(); mse_t = (mse * masked).sum(2) / masked.sum(2).clamp_min(1)   # (B, T) over masked positions
-    false = tr.frontier() & (tr.tokens[:, None, :] != t_lp.argmax(-1))     # commits the teacher disagrees with
+    false = tr.frontier() & (tr.tokens[:, None, :] != t_arg)               # commits the teacher disagrees with
     has = false.any(2).any(1); first = torch.where(false.any(2), torch.arange(tr.steps)[None], tr.steps).min(1).values
     amp = []
     for k in range(tr.steps):
@@ -170,20 +243,26 @@ def own_trajectory_metrics(teacher:DLLM, student:DLLM, prompts:list=None, cfg:De
     return dict(false_commit_runs=has.float().mean().item(), mse_since_false_commit=amp,
                 mse_clean_runs=mse_t[~has].mean().item() if (~has).any() else float('nan'), student_lag=stability_lag(tr))
 
+
 # %% ../nbs/08_evaluate.ipynb #623d7f04
 def evaluate_student(teacher:DLLM, student:DLLM, splits:dict=None, limit:int=None, cfg:DecodeConfig=None,
                      tf:dict=None, teacher_answers:dict=None, seed:int=0, progress:bool=None, split:str='test',
-                     n_lag:int=0) -> dict:
+                     n_lag:int=0, chunk:int=EVAL_CHUNK, cache:bool=True) -> dict:
     "Accuracy, answer agreement, teacher-forced frontier metrics and, with `n_lag`, own-trajectory metrics (see above)."
     check_same_vocab(teacher, student)
     splits = splits or make_splits(0); cfg = cfg or default_decoding(teacher)
-    gens = decode_suites(student, splits, split, cfg, limit, seed=seed, progress=progress, logprobs=n_lag > 0)
-    ans = {s: g.answers for s, g in gens.items()}; acc = score_suites(splits, split, ans, limit)
-    tf = tf or {s: teacher_forced(teacher, d[split].prompts[:limit], cfg, seed) for s, d in splits.items()}
-    if teacher_answers is None: teacher_answers = {s: t.answers for s, t in tf.items()}
-    counts = {s: frontier_counts(t, window_logprobs(student, t.trace)) for s, t in tf.items()}
+    n = max(len(d[split].prompts[:limit]) for d in splits.values())
+    with cached_weights(student.model, enabled=cache):
+        gens = decode_suites(student, splits, split, cfg, limit, seed=seed, progress=progress, record=n_lag > 0,
+                             logprobs=n_lag > 0 and logp_bytes(student, n, cfg) <= KEEP_LOGP_BYTES)
+        ans = {s: g.answers for s, g in gens.items()}; acc = score_suites(splits, split, ans, limit)
+        tf = tf or {s: teacher_forced(teacher, d[split].prompts[:limit], cfg, seed, chunk=chunk) for s, d in splits.items()}
+        if teacher_answers is None: teacher_answers = {s: t.answers for s, t in tf.items()}
+        counts = {s: stream_counts(t, student, teacher, chunk, progress=progress) for s, t in tf.items()}
+        own = (own_trajectory_metrics(teacher, student, trace=Trace.cat([g.trace[:n_lag] for g in gens.values()]), chunk=chunk)
+               if n_lag else None)
     frontier = pool_counts(list(counts.values()))
     agree = answer_agreement(ans, teacher_answers)
     metrics = dict(acc_mean=acc['mean'], agreement=agree['mean'], **{f'acc_{s}': acc[s] for s in splits}, **frontier)
-    own = own_trajectory_metrics(teacher, student, trace=Trace.cat([g.trace[:n_lag] for g in gens.values()])) if n_lag else None
     return dict(accuracy=acc, agreement=agree, frontier_counts=counts, metrics=metrics, trajectory=own)
+
