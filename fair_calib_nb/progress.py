@@ -26,8 +26,9 @@ class LineBar(std_tqdm):
         self.fp.write(self.__str__() + '\n'); self.fp.flush(); return True
     def clear(self, nolock=False): pass
     def refresh(self, nolock=False, lock_args=None):             # set_postfix/set_description refresh too: same pace
-        now = self._time()
-        if self.disable or now < getattr(self, 'start_t', now) + self.delay or now - getattr(self, '_line_t', -1e9) < self.mininterval: return False
+        if self.disable: return False
+        now = time.time()
+        if now < getattr(self, 'start_t', now) + self.delay or now - getattr(self, '_line_t', -1e9) < self.mininterval: return False
         self._line_t = now; return super().refresh(nolock, lock_args)
     def close(self):
         if not self.disable and (self.leave if self.leave is not None else self.pos == 0):
