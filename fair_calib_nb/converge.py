@@ -13,7 +13,7 @@ from .viz import method_color, tidy
 
 # %% auto #0
 __all__ = ['CONVERGE', 'SEED_COLORS', 'load_runs', 'sd', 'end_loss', 'curves_figure', 'spread_rows', 'spread_table',
-           'spread_figure', 'metric_figure', 'choose_recipe']
+           'block_table', 'spread_figure', 'metric_figure', 'choose_recipe', 'pipeline_runs']
 
 # %% ../nbs/23_converge.ipynb #c0a4d179
 CONVERGE = DATA/'results'/'converge'
@@ -40,23 +40,29 @@ SEED_COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b',
 
 def curves_figure(runs:list, title:str='', cols:int=3) -> go.Figure:
     "One panel per block: held-out loss (solid) and training-row loss (dotted) per epoch, one colour per seed; the end as a diamond."
-    nb = len(runs[0]['blocks']); rows = -(-nb // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f'block {i}' for i in range(nb)], horizontal_spacing=0.07, vertical_spacing=0.16)
-    for k, r in enumerate(runs):
+    nb = len(runs[0]['blocks']); cols = min(cols, nb); rows = -(-nb // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"block {b['block']}" for b in runs[0]['blocks']], horizontal_spacing=0.08,
+                        vertical_spacing=0.2)
+    for r in runs:
         c = SEED_COLORS[r['seed'] % len(SEED_COLORS)]
         for i, b in enumerate(r['blocks']):
             at = dict(row=i // cols + 1, col=i % cols + 1); E = len(b['train_loss']) - 1
-            for key, dash, name in (('heldout_loss', 'solid', 'held-out'), ('train_loss', 'dot', 'training rows')):
+            for key, dash in (('heldout_loss', 'solid'), ('train_loss', 'dot')):
                 if b.get(key): fig.add_trace(go.Scatter(x=list(range(E + 1)), y=b[key], mode='lines', line=dict(color=c, dash=dash, width=1.5),
-                                  name=f"seed {r['seed']}, {name}", legendgroup=f"s{r['seed']}{key}", showlegend=i == 0), **at)
+                                  name=f"seed {r['seed']}", legendgroup=f"s{r['seed']}", showlegend=i == 0 and key == 'heldout_loss'), **at)
             fig.add_trace(go.Scatter(x=[E + 0.5], y=[end_loss(r, i)], mode='markers', marker=dict(color=c, symbol='diamond', size=8),
-                          name=f"seed {r['seed']}, end (held-out, rounded)", legendgroup=f"s{r['seed']}end", showlegend=i == 0), **at)
-            if b.get('best_epoch') is not None and b.get('heldout_loss') and b['best_epoch'] < E:
-                fig.add_trace(go.Scatter(x=[b['best_epoch']], y=[b['heldout_loss'][b['best_epoch']]], mode='markers', showlegend=False,
+                          legendgroup=f"s{r['seed']}", showlegend=False), **at)
+            h = b.get('heldout_loss') or []; lo = h.index(min(h)) if h else E
+            if lo < E:                                   # the lowest held-out epoch, where it is not the last (what keep-best keeps)
+                fig.add_trace(go.Scatter(x=[lo], y=[h[lo]], mode='markers', showlegend=False,
                               marker=dict(color=c, symbol='circle-open', size=10), hoverinfo='skip'), **at)
-    fig.update_xaxes(title_text='epoch (0 = start; end = after rounding)'); fig.update_yaxes(title_text='block MSE (hidden units²)', col=1)
-    fig.update_layout(title=title, height=330 * rows, width=1000, template='plotly_white')
-    return tidy(fig, legend_below=True)
+    for name, kw in (('held-out rows', dict(mode='lines', line=dict(color='#444', dash='solid'))),
+                     ('training rows', dict(mode='lines', line=dict(color='#444', dash='dot'))),
+                     ('end (held-out, rounded)', dict(mode='markers', marker=dict(color='#444', symbol='diamond', size=8)))):
+        fig.add_trace(go.Scatter(x=[None], y=[None], name=name, **kw), row=1, col=1)
+    fig.update_xaxes(title_text='epoch (0 = start)'); fig.update_yaxes(title_text='block MSE (hidden units²)', col=1)
+    fig.update_layout(title=title, height=300 * rows + 90, width=1000, template='plotly_white')
+    return tidy(fig)
 
 # %% ../nbs/23_converge.ipynb #ae11f74a
 def spread_rows(runs:dict, blocks:tuple=(0, -1)) -> list:
@@ -65,10 +71,12 @@ def spread_rows(runs:dict, blocks:tuple=(0, -1)) -> list:
     for s, rs in runs.items():
         row = dict(setting=s, seeds=len(rs), tokens=rs[0].get('tokens'), calib_seconds=statistics.mean(r['calib_seconds'] for r in rs))
         for b in blocks:
-            xs = [end_loss(r, b) for r in rs]; nb = len(rs[0]['blocks']); k = b % nb
+            xs = [end_loss(r, b) for r in rs]; k = rs[0]['blocks'][b]['block']
             row[f'b{k}'] = (statistics.mean(xs), sd(xs), max(xs) - min(xs))
-            st = [r['blocks'][k]['heldout_loss'][0] for r in rs if r['blocks'][k].get('heldout_loss')]
+            st = [r['blocks'][b]['heldout_loss'][0] for r in rs if r['blocks'][b].get('heldout_loss')]
             row[f'b{k}_start'] = statistics.mean(st) if st else None
+            kp = [min(r['blocks'][b]['heldout_loss']) for r in rs if r['blocks'][b].get('heldout_loss')]
+            row[f'b{k}_kept'] = (statistics.mean(kp), sd(kp), max(kp) - min(kp)) if kp else None
         sc = [r for r in rs if 'metrics' in r]
         for m in ('acc_mean', 'kl_answer'):
             xs = [r['metrics'][m] for r in sc]
@@ -79,24 +87,42 @@ def spread_rows(runs:dict, blocks:tuple=(0, -1)) -> list:
 # %% ../nbs/23_converge.ipynb #0627ff02
 def spread_table(rows:list) -> str:
     "Markdown table of `spread_rows`."
-    bk = [k for k in rows[0] if k.startswith('b') and not k.endswith('_start')]
+    bk = [k for k in rows[0] if k.startswith('b') and '_' not in k]
     head = ['setting', 'seeds', 'tokens', 'calib s'] + [f'block {k[1:]} held-out end: mean ± sd (range) [start]' for k in bk]
+    head += [f'block {k[1:]} with keep-best: mean ± sd (range)' for k in bk]
     head += ['acc % mean ± sd', 'answer KL mean ± sd (sd/mean)']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     f = lambda v, p: '' if v is None else f'{v:.{p}f}'
     for r in rows:
         cells = [r['setting'], str(r['seeds']), str(r['tokens']), f"{r['calib_seconds']:.0f}"]
         cells += [f"{r[k][0]:.4f} ± {f(r[k][1], 4)} ({r[k][2]:.4f}) [{f(r[k + '_start'], 4)}]" for k in bk]
+        cells += [f"{r[k + '_kept'][0]:.4f} ± {f(r[k + '_kept'][1], 4)} ({r[k + '_kept'][2]:.4f})" if r[k + '_kept'] else '' for k in bk]
         a, kl = r['acc_mean'], r['kl_answer']
         cells.append(f'{100 * a[0]:.1f} ± {100 * a[1]:.1f} (n={a[2]})' if a else '')
         cells.append(f'{kl[0]:.4f} ± {kl[1]:.4f} ({kl[1] / kl[0]:.0%})' if kl and kl[2] > 1 else (f'{kl[0]:.4f}' if kl else ''))
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
-# %% ../nbs/23_converge.ipynb #f12d75c4
+# %% ../nbs/23_converge.ipynb #81f2a26b
+def block_table(runs:dict, settings:list=None) -> str:
+    "Markdown: per setting, seed and block the held-out loss at the start, its lowest (epoch), the end, and how far the parameters moved."
+    head = ['setting', 'seed', 'block', 'held-out start', 'lowest (epoch)', 'end', 'transforms moved (rel. norm)', 'clips moved (mean abs)']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for s in settings or list(runs):
+        for r in runs.get(s, []):
+            for b in r['blocks']:
+                h = b.get('heldout_loss') or []
+                lo = f'{min(h):.4f} ({h.index(min(h))})' if h else ''
+                mv = [f"{b[k]:.3f}" if b.get(k) is not None else '' for k in ('moved_transforms', 'moved_clips')]
+                lines.append(f"| {s} | {r['seed']} | {b['block']} | {h[0]:.4f} | {lo} | {end_loss(r, r['blocks'].index(b)):.4f} | {mv[0]} | {mv[1]} |"
+                             if h else f"| {s} | {r['seed']} | {b['block']} | | | {b['mse']:.4f} | {mv[0]} | {mv[1]} |")
+    return '\n'.join(lines)
+
+# %% ../nbs/23_converge.ipynb #279e0236
 def spread_figure(runs:dict, settings:list, blocks:tuple=(0, -1), title:str='') -> go.Figure:
     "Held-out end loss of `blocks` per seed (points) for each setting, the start (Hadamard initialisation) as a grey tick."
-    fig = make_subplots(rows=1, cols=len(blocks), subplot_titles=[f'block {b if b >= 0 else "last"}' for b in blocks])
+    first = next(iter(runs.values()))[0]['blocks']
+    fig = make_subplots(rows=1, cols=len(blocks), subplot_titles=[f"block {first[b]['block']}" for b in blocks])
     for j, b in enumerate(blocks):
         for s in [s for s in settings if s in runs]:
             rs = runs[s]; nb = len(rs[0]['blocks'])
@@ -122,7 +148,7 @@ def metric_figure(runs:dict, settings:list, title:str='') -> go.Figure:
     fig.update_xaxes(title_text='setting'); fig.update_layout(title=title, height=420, width=1000, template='plotly_white')
     return tidy(fig)
 
-# %% ../nbs/23_converge.ipynb #d134229b
+# %% ../nbs/23_converge.ipynb #010cf5fe
 def choose_recipe(runs:dict, candidates:list, baseline:str='flatquant') -> str:
     "The candidate chosen by the rule above (`baseline` when none qualifies); every one must be scored on the baseline's seeds."
     def kl(s):
@@ -135,3 +161,12 @@ def choose_recipe(runs:dict, candidates:list, baseline:str='flatquant') -> str:
         if set(k) != set(base): raise ValueError(f'{c!r} was scored on seeds {sorted(k)}, {baseline!r} on {sorted(base)}: compare on the same seeds')
         if statistics.mean(k.values()) <= statistics.mean(base.values()): ok.append((sd(list(k.values())), statistics.mean(k.values()), c))
     return min(ok)[2] if ok else baseline
+
+# %% ../nbs/23_converge.ipynb #acfbc481
+def pipeline_runs(results_json, setting:str=None) -> dict:
+    "`{setting: [run]}` from a `fair-calib run` results.json (method as the setting, unless `setting` is given): seeds and metrics."
+    out = {}
+    for r in json.loads(Path(results_json).read_text())['runs']:
+        out.setdefault(setting or r['method'], []).append(dict(setting=setting or r['method'], seed=r['seed'], metrics=r['metrics'],
+                                                             calib_seconds=r['times']['calibrate']['seconds'], blocks=[]))
+    return {k: sorted(v, key=lambda r: r['seed']) for k, v in out.items()}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT/'data'/'results'/'converge'
+PROGRESS = None   # bars as log lines (LineBar); progress=False currently fails in LineBar.refresh (reported)
 HO = dict(holdout=0.125)   # diagnosis: every learned setting is measured on the same held-out rows
 # name: (CalibConfig fields, calibration pairs per suite)
 SETTINGS = {
@@ -46,6 +47,12 @@ def splits_for(n_calib:int, limit:int):
     return {s: {'calib': d['calib'], 'eval': type(d['val'])(s, d['val'].prompts[:limit], d['val'].answers[:limit])} for s, d in sp.items()}
 
 
+def _tokens(teacher, P, A) -> int:
+    "Calibration tokens: the non-padding positions of the clean calibration sequences (prompt and answer window)."
+    from fair_calib_nb.calib import calib_data
+    return int(calib_data(teacher, P, A).attention_mask.sum())
+
+
 def run_one(teacher, ref, name, seed, limit, do_eval, out:Path) -> dict:
     import torch
     from dataclasses import asdict
@@ -55,16 +62,16 @@ def run_one(teacher, ref, name, seed, limit, do_eval, out:Path) -> dict:
     fields, n_calib = SETTINGS[name]
     cfg = CalibConfig(**fields, seed=seed); sp = splits_for(n_calib, limit)
     P, A = calib_pairs(sp, n_calib)
-    t0, c0 = time.time(), time.process_time(); st = calibrate(teacher, P, A, cfg, progress=False)
+    t0, c0 = time.time(), time.process_time(); st = calibrate(teacher, P, A, cfg, progress=PROGRESS)
     calib_s, calib_cpu = time.time() - t0, time.process_time() - c0
-    row = dict(model=teacher.name, setting=name, seed=seed, n_calib=n_calib, rows=st.calib_log.get('rows'), tokens=int(sum(len(p) + 24 for p in P)),
+    row = dict(model=teacher.name, setting=name, seed=seed, n_calib=n_calib, rows=st.calib_log.get('rows'), tokens=_tokens(teacher, P, A),
                config=asdict(cfg), calib_seconds=round(calib_s, 1), calib_cpu_seconds=round(calib_cpu, 1), threads=torch.get_num_threads(),
                blocks=[{k: b.get(k) for k in ('block', 'seconds', 'epoch_loss', 'train_loss', 'heldout_loss', 'best_epoch', 'mse', 'heldout_mse')}
                        for b in st.calib_log['blocks']])
     if do_eval:
         if ref.get('tf') is None: ref.update(_teacher(teacher, sp))
         t0, c0 = time.time(), time.process_time()
-        r = evaluate_student(teacher, st, sp, tf=ref['tf'], teacher_answers=ref['answers'], split='eval', progress=False)
+        r = evaluate_student(teacher, st, sp, tf=ref['tf'], teacher_answers=ref['answers'], split='eval', progress=PROGRESS)
         m = r['metrics']; row.update(eval_seconds=round(time.time() - t0, 1), eval_cpu_seconds=round(time.process_time() - c0, 1), limit=limit,
                                      metrics={k: m[k] for k in ('acc_mean', 'agreement', 'kl_answer', 'flip_rate_answer') if k in m})
     return row
@@ -92,7 +99,7 @@ def run_blocks(teacher, name, seed, blocks) -> dict:
         if l in blocks:
             t0 = time.time(); wrapped = prepare_block(st, teacher, l, h[tr], am[tr], cfg); main, clips = _params(wrapped)
             m0, c0 = [p.detach().clone() for p in main], [torch.sigmoid(p.detach()).clone() for p in clips]
-            log = train_block(st, st.blocks[l], wrapped, h[tr], target[tr], am[tr], w[tr], cfg, progress=False,
+            log = train_block(st, st.blocks[l], wrapped, h[tr], target[tr], am[tr], w[tr], cfg, progress=PROGRESS,
                               held=(h[ho], target[ho], am[ho], w[ho]))
             with torch.no_grad():
                 n0 = max(float(sum((p0 ** 2).sum() for p0 in m0)), 1e-12) ** 0.5
@@ -103,7 +110,7 @@ def run_blocks(teacher, name, seed, blocks) -> dict:
                             mse=float(weighted_mse(o[tr], target[tr], w[tr])), heldout_mse=float(weighted_mse(o[ho], target[ho], w[ho]))))
         h = target
     return dict(model=teacher.name, setting=name, seed=seed, n_calib=n_calib, rows=dict(train=len(tr), heldout=len(ho)),
-                tokens=int(sum(len(p) + 24 for p in P)), config=asdict(cfg), blocks_only=list(blocks),
+                tokens=int(am.sum()), config=asdict(cfg), blocks_only=list(blocks),
                 calib_seconds=round(time.time() - t00, 1), calib_cpu_seconds=round(time.process_time() - c00, 1),
                 threads=torch.get_num_threads(), blocks=out)
 
@@ -122,7 +129,7 @@ def derived(d:Path, name:str, seed:int):
 
 def _teacher(teacher, sp):
     from fair_calib_nb.pipeline import teacher_states
-    tf = teacher_states(teacher, sp, progress=False)
+    tf = teacher_states(teacher, sp, progress=PROGRESS)
     return dict(tf=tf, answers={s: t.answers for s, t in tf.items()})
 
 

@@ -16,6 +16,9 @@
     python tools/protocol.py verdict --out data/results   # the confirmation's paired differences and the target, per model (confirm/verdict.md)
     python tools/protocol.py collect           # copy results.json / results.md of finished runs into data/results/ (--only gptq/ noise/)
 
+Stage II's convergence (held-out block loss per epoch, what moves it, the `converge` recipe) has its own script:
+`python tools/converge.py --list` (notebook 23_converge).
+
 Options: --models, --out (default runs/), --threads (default 2), --dry (print the commands only), --methods / --seeds /
 --schemes / --weights / --only (a reduced run)."""
 import argparse, shutil, subprocess, sys
