@@ -26,6 +26,8 @@ def test_outputs(first):
     res = json.loads((first/'results.json').read_text())
     assert set(res['summary']) == {'rtn', 'fair'} and {'flip_rate_answer', 'kl_answer', 'flip_rate_answer_b2'} <= set(res['summary']['fair'])
     assert {'teacher_eval', 'stage1_s0'} <= set(res['timings'][0]['stages']) and res['environment']['threads'] >= 1
+    from fair_calib_nb.progress import cpu_name
+    assert res['environment']['processor'] == cpu_name() != '?'
     page = (first/'report.html').read_text()
     assert len(page) > 3_000_000 and 'Plotly.newPlot' in page and not re.search(r'<script[^>]+src=["\']https?:', page)
     assert '<td>n_probe</td><td>16</td>' in page and '<td>epochs</td><td>1</td>' in page        # the settings, read back
@@ -40,14 +42,15 @@ def test_existing_dir_needs_flag_and_keeps_files(first, capsys):
     assert _run(SMALL + ['--out', str(first), '--epochs', '2', '--resume']) == 2 and "differ in ['epochs']" in capsys.readouterr().err
     assert sorted(p.name for p in first.rglob('*')) == before
 
-def test_resume_equals_uninterrupted_and_keeps_timings(first, tmp_path, monkeypatch):
+def test_resume_equals_uninterrupted_and_keeps_timings(first, tmp_path, monkeypatch, capsys):
     orig = C.save_student
     def stop(s, path, **kw):
         orig(s, path, **kw)
         if str(path).endswith('fair-s0.partial') and s.calib_log['done'] == 2: raise KeyboardInterrupt
     monkeypatch.setattr(C, 'save_student', stop)
-    with pytest.raises(KeyboardInterrupt): main(['--quiet'] + SMALL + ['--out', str(tmp_path/'b')])
+    with pytest.raises(SystemExit) as stop: main(['--quiet'] + SMALL + ['--out', str(tmp_path/'b')])
     monkeypatch.undo()
+    assert stop.value.code == 130 and '--resume' in capsys.readouterr().err
     t0 = json.loads((tmp_path/'b'/'timings.json').read_text())
     assert (tmp_path/'b'/'models'/'fair-s0.partial').exists() and (tmp_path/'b'/'teacher.json').exists()
     assert _run(SMALL + ['--out', str(tmp_path/'b'), '--resume']) == 0
@@ -65,10 +68,27 @@ def test_bad_input_before_any_model(tmp_path, capsys):
     assert _run(['run', '--model', str(tmp_path/'nope'), '--out', str(tmp_path/'y')]) == 2
     assert 'neither a shipped model' in capsys.readouterr().err and not (tmp_path/'y').exists()
     assert _run(['run', '--prior', 'scope=everything', '--out', str(tmp_path/'z')]) == 2 and "unknown scope 'everything'" in capsys.readouterr().err
-    assert _run(['run', '--calib', 'lr=abc', '--out', str(tmp_path/'z')]) == 2 and 'lr must be a number' in capsys.readouterr().err
+    assert _run(['run', '--calib', 'lr=abc', '--out', str(tmp_path/'z')]) == 2 and 'lr takes a number' in capsys.readouterr().err
     assert _run(['run', '--calib', 'learning_rate=1', '--out', str(tmp_path/'z')]) == 2
     assert "unknown field(s) ['learning_rate']" in capsys.readouterr().err
     assert not (tmp_path/'z').exists()
+
+def test_every_stage_timed_and_in_the_report(first):
+    "timings.json names every stage (the evaluations too) and they cover the invocation's wall time; the report lists them."
+    t = json.loads((first/'timings.json').read_text())[0]
+    assert {'load_teacher', 'teacher_eval', 'stage1_s0', 'calibrate rtn-s0', 'evaluate rtn-s0', 'calibrate fair-s0', 'evaluate fair-s0',
+            'report'} <= set(t['stages'])
+    assert sum(v['seconds'] for v in t['stages'].values()) >= 0.9 * t['seconds'], t
+    page = (first/'report.html').read_text()
+    assert '<td>evaluate fair-s0</td>' in page and '<td>total (wall)</td>' in page
+
+def test_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
+    "`--overwrite` (and the Python API's overwrite) never deletes a directory fair-calib did not make."
+    from fair_calib_nb.pipeline import PipelineConfig, PipelineError, run_pipeline
+    d = tmp_path/'notes'; d.mkdir(); (d/'notes.txt').write_text('keep me')
+    assert _run(SMALL + ['--out', str(d), '--overwrite']) == 2 and f'{d} is not a fair-calib run directory' in capsys.readouterr().err
+    with pytest.raises(PipelineError, match='is not a fair-calib run directory'): run_pipeline(PipelineConfig(methods=['rtn']), d, overwrite=True)
+    assert os.listdir(d) == ['notes.txt'] and (d/'notes.txt').read_text() == 'keep me'
 
 def test_evaluation_too_large_for_memory_is_refused(tmp_path, capsys, monkeypatch):
     "An evaluation whose log-probabilities cannot fit is refused before the teacher is decoded, naming a --limit that fits."
