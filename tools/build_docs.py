@@ -38,7 +38,40 @@ def nbdev_process(nbs: Path) -> Path:
     from nbdev.processors import FilterDefaults, exec_show_docs, _do_eval, _show_docs
 
     class exec_show_docs_only(exec_show_docs):
-        "Like nbdev's `exec_show_docs`, but a cell that mixes imports with other code only runs its imports."
+        """Like nbdev's `exec_show_docs`, but a cell that mixes imports with other code only runs its imports, and an
+        exported cell takes its names from the exported module when it holds them all: every notebook is processed in
+        this one process, and defining an exported class a second time (the notebook's copy in `__main__` beside the
+        module's) breaks process-wide registries, e.g. lm-eval's model registry when a later notebook imports the module."""
+        def begin(self):
+            super().begin()
+            self.default_exp = next((c.directives_['default_exp'][0] for c in self.nb.cells
+                                     if c.cell_type == 'code' and c.directives_.get('default_exp')), None)
+
+        def from_module(self, cell, trees) -> bool:
+            "Bring an exported cell's imports and names in from its module (True), or leave it to be executed (False)."
+            import importlib
+            from nbdev.config import get_config
+            kind = next((k for k in ('export', 'exports', 'exporti') if k in cell.directives_), None)
+            mod = kind and ((cell.directives_[kind] or [None])[0] or self.default_exp)
+            if not mod: return False
+            names = []
+            for n in trees:
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): names.append(n.name)
+                elif isinstance(n, (ast.Assign, ast.AnnAssign)):
+                    for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
+                        for e in (t.elts if isinstance(t, ast.Tuple) else [t]):
+                            if not isinstance(e, ast.Name): return False
+                            names.append(e.id)
+                elif not isinstance(n, (ast.Import, ast.ImportFrom, ast.Expr)) or (isinstance(n, ast.Expr) and not isinstance(n.value, ast.Constant)):
+                    return False
+            try: m = importlib.import_module(f'{get_config().lib_path.name}.{mod}')
+            except Exception: return False
+            if not names or not all(hasattr(m, x) for x in names): return False
+            imps = [n for n in trees if isinstance(n, (ast.Import, ast.ImportFrom))]
+            if imps: self.k.run(ast.unparse(ast.Module(body=imps, type_ignores=[])))
+            self.k.run(f'from {m.__name__} import {", ".join(dict.fromkeys(names))}')
+            return True
+
         def __call__(self, cell):
             if not self.nb.has_docs_ or not hasattr(self, 'k'): return
             fm = getattr(self.nb, 'frontmatter_', {})
@@ -46,7 +79,8 @@ def nbdev_process(nbs: Path) -> Path:
             if not _do_eval(cell): return
             title = fm.get('title', '')
             trees = cell.parsed_()
-            if cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'} or _show_docs(trees): self.k.cell(cell)
+            if cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'} or _show_docs(trees):
+                if not self.from_module(cell, trees): self.k.cell(cell)
             else:  # imports (plus maybe other code): bring the names in, keep the stored outputs
                 imps = [n for n in trees if isinstance(n, (ast.Import, ast.ImportFrom))]
                 if imps: self.k.run(ast.unparse(ast.Module(body=imps, type_ignores=[])))
