@@ -13,9 +13,12 @@ from .modeling import TinyLLaDAConfig, LLaDABlock, TinyDreamConfig, DreamDecoder
 from .models import FAMILIES, Family, family_of, get_module
 from .quant import QuantLinear, set_module
 from .calib import CalibConfig, prepare_block, train_block, finalize_block, run_block, weighted_mse
+from .decode import DecodeConfig
+from .evaluate import frontier_memory, position_stats
+
 
 # %% auto #0
-__all__ = ['SIZES', 'build_block', 'dry_run']
+__all__ = ['SIZES', 'build_block', 'eval_dry_run', 'dry_run']
 
 # %% ../nbs/22_dryrun.ipynb #0ba4d0fa
 SIZES = {   # name: (family, config of the shipped family's code at the published sizes, decoder blocks, vocabulary)
@@ -73,6 +76,34 @@ def _block_from_dir(path:Path, trust_remote_code:bool):
     d = getattr(config, 'd_model', None) or config.hidden_size
     return block, rot, fam.name, n, config.vocab_size, d
 
+# %% ../nbs/22_dryrun.ipynb #b5e0a002
+def _vocab_family(size:str) -> tuple:
+    if size in SIZES: return SIZES[size][3], SIZES[size][0]
+    p = Path(size)/'config.json'
+    if not p.exists(): raise ValueError(f'{size!r} is neither a size in {sorted(SIZES)} nor a checkpoint directory with a config.json')
+    c = json.loads(p.read_text()); return int(c['vocab_size']), family_of(c.get('model_type')).name
+
+def _measure_chunk(vocab:int, cfg:DecodeConfig, chunk:int, seed:int=0) -> float:
+    "Peak resident MB above the start while one chunk of random log-probs of the real size is reduced by `position_stats`."
+    g = torch.Generator().manual_seed(seed); shape = (chunk, cfg.steps, cfg.gen_length, vocab)
+    reset_peak('cpu'); base = peak_mb('cpu')
+    t = torch.randn(shape, generator=g).log_softmax(-1); s = torch.randn(shape, generator=g).log_softmax(-1)
+    position_stats(t, s); del t, s
+    return peak_mb('cpu') - base
+
+def eval_dry_run(size:str='llada-8b', n_problems:int=500, n_suites:int=2, chunk:int=None, measure_chunk:int=1) -> dict:
+    "Evaluation memory at `size`'s vocabulary and the shipped decoding: every problem's log-probs kept vs streamed (chunk None: `auto_chunk`)."
+    vocab, fam = _vocab_family(size); cfg = DecodeConfig(sampler=fam)
+    m = frontier_memory(vocab, cfg, n_problems, chunk)
+    u = frontier_memory(vocab, cfg, measure_chunk, measure_chunk)['per_problem'] * measure_chunk
+    gb = lambda b: round(b / 1e9, 2)
+    return dict(size=size, vocab_size=vocab, gen_length=cfg.gen_length, steps=cfg.steps, n_problems=n_problems, n_suites=n_suites,
+                chunk=m['chunk_problems'], logp_mb_per_problem=round(m['per_problem'] / 1e6, 1), whole_gb=gb(n_suites * m['whole']),
+                kept_gb=gb(n_suites * m['kept']), chunk_gb=gb(m['chunk']), streamed_gb=gb(n_suites * m['kept'] + m['chunk']),
+                measured_chunk=measure_chunk, measured_stats_mb=round(_measure_chunk(vocab, cfg, measure_chunk)),
+                modelled_stats_mb=round(5 * u / 2**20))
+
+
 # %% ../nbs/22_dryrun.ipynb #4043c4e6
 def _quantize_block(block:nn.Module, qc) -> nn.Module:
     "A copy of `block` with every `nn.Linear` replaced by a training-form `QuantLinear`."
@@ -115,4 +146,5 @@ def dry_run(size:str='llada-8b',           # a name in SIZES or a checkpoint dir
                 n_calib=n_calib, seq_len=seq_len, epochs=cfg.epochs, steps_timed=math.ceil(rows / cfg.batch_size),
                 build_s=round(t_build, 1), seconds_per_step=round(step_s, 2), finalize_s=round(t_final, 1),
                 block_s=round(per_block, 1), model_h=round(per_block * n_blocks / 3600, 2), peak_mb=round(peak),
-                fp32_model_gb=round(total * 4 / 2**30, 1), block_mse=float(weighted_mse(out, target, w)))
+                fp32_model_gb=round(total * 4 / 2**30, 1), block_mse=float(weighted_mse(out, target, w)),
+                eval=eval_dry_run(size))

@@ -17,11 +17,11 @@ from .quant import cached_weights
 
 
 # %% auto #0
-__all__ = ['METRICS', 'HEADLINE', 'KEEP_LOGP_BYTES', 'EVAL_CHUNK', 'Metric', 'metric', 'decode_suites', 'score_suites',
-           'task_accuracy', 'answer_agreement', 'write_eval', 'check_same_vocab', 'window_logprobs', 'problem_chunks',
-           'state_logprobs', 'logp_bytes', 'TeacherForced', 'teacher_forced', 'position_stats', 'counts_from_stats',
-           'frontier_counts', 'pool_counts', 'teacher_logprobs', 'stream_counts', 'frontier_memory',
-           'own_trajectory_metrics', 'evaluate_student']
+__all__ = ['METRICS', 'HEADLINE', 'KEEP_LOGP_BYTES', 'EVAL_CHUNK', 'CHUNK_BYTES', 'Metric', 'metric', 'decode_suites',
+           'score_suites', 'task_accuracy', 'answer_agreement', 'write_eval', 'check_same_vocab', 'window_logprobs',
+           'problem_chunks', 'state_logprobs', 'logp_bytes', 'TeacherForced', 'teacher_forced', 'position_stats',
+           'counts_from_stats', 'frontier_counts', 'pool_counts', 'teacher_logprobs', 'stream_counts',
+           'frontier_memory', 'auto_chunk', 'own_trajectory_metrics', 'evaluate_student']
 
 # %% ../nbs/08_evaluate.ipynb #199f938b
 @dataclass(frozen=True)
@@ -118,9 +118,10 @@ def window_logprobs(dllm:DLLM, trace:Trace, chunk:int=128) -> torch.Tensor:
 
 # %% ../nbs/08_evaluate.ipynb #a7c3e001
 KEEP_LOGP_BYTES = 2**30   # full-vocabulary log-probs kept in memory per decoded set (teacher or student), at most
-EVAL_CHUNK = 32           # problems whose log-probs are held at once while the frontier metrics are computed
+EVAL_CHUNK = 32           # at most this many problems' log-probs are held at once while the frontier metrics are computed
+CHUNK_BYTES = 2**31       # and a chunk's peak (`frontier_memory`) stays under this many bytes (`auto_chunk`)
 
-def problem_chunks(n:int, chunk:int=EVAL_CHUNK) -> list:
+def problem_chunks(n:int, chunk:int) -> list:
     "Slices of `chunk` consecutive problems covering `n` problems."
     if not isinstance(chunk, int) or chunk < 1: raise ValueError(f'chunk must be a whole number of problems >= 1, got {chunk!r}')
     return [slice(s, min(s + chunk, n)) for s in range(0, n, chunk)]
@@ -146,14 +147,14 @@ class TeacherForced:
         if self.argmax is None: self.argmax = self.logp.argmax(-1)
 
 def teacher_forced(teacher:DLLM, prompts:list, cfg:DecodeConfig=None, seed:int=0, progress:bool=False,
-                   keep_bytes:int=None, chunk:int=EVAL_CHUNK) -> TeacherForced:
+                   keep_bytes:int=None, chunk:int=None) -> TeacherForced:
     "Decode `prompts` with the teacher once: its trace, answers, argmax and (if they fit in `keep_bytes`) log-probs on each state."
     cfg = cfg or default_decoding(teacher)
     keep = logp_bytes(teacher, len(prompts), cfg) <= (KEEP_LOGP_BYTES if keep_bytes is None else keep_bytes)
     g = generate(teacher, prompts, cfg, seed=seed, record=True, logprobs=keep, progress=progress)
     if keep: lp = state_logprobs(teacher, g.trace); return TeacherForced(teacher.name, g.trace, lp, teacher.tokenizer.eos_token_id, g.answers)
-    arg = torch.cat([window_logprobs(teacher, g.trace[r]).argmax(-1) for r in progress_bar(
-        problem_chunks(len(prompts), chunk), progress=progress, desc=f'{teacher.name} argmax by chunk')])
+    runs = problem_chunks(len(prompts), auto_chunk(g.trace.vocab_size, cfg) if chunk is None else chunk)
+    arg = torch.cat([window_logprobs(teacher, g.trace[r]).argmax(-1) for r in progress_bar(runs, progress=progress, desc=f'{teacher.name} argmax')])
     return TeacherForced(teacher.name, g.trace, None, teacher.tokenizer.eos_token_id, g.answers, arg)
 
 
@@ -203,33 +204,41 @@ def teacher_logprobs(tf:TeacherForced, runs:slice, teacher:DLLM=None) -> torch.T
     if teacher.name != tf.teacher: raise ValueError(f'these states are {tf.teacher!r}\'s, not {teacher.name!r}\'s')
     return window_logprobs(teacher, tf.trace[runs])
 
-def stream_counts(tf:TeacherForced, student:DLLM=None, teacher:DLLM=None, chunk:int=EVAL_CHUNK, progress:bool=False) -> dict:
-    "`frontier_counts` of `student` on `tf`'s states, `chunk` problems at a time (`student=None`: the teacher against itself)."
+def stream_counts(tf:TeacherForced, student:DLLM=None, teacher:DLLM=None, chunk:int=None, progress:bool=False) -> dict:
+    "`frontier_counts` of `student` on `tf`'s states, `chunk` problems at a time (None: `auto_chunk`; `student=None`: the teacher itself)."
     if student is None: return frontier_counts(tf)
+    runs = problem_chunks(tf.trace.batch_size, auto_chunk(tf.trace.vocab_size, tf.trace.config) if chunk is None else chunk)
     stats = [position_stats(teacher_logprobs(tf, r, teacher), window_logprobs(student, tf.trace[r]))
-             for r in progress_bar(problem_chunks(tf.trace.batch_size, chunk), progress=progress, desc=f'{student.name} teacher-forced')]
+             for r in progress_bar(runs, progress=progress, desc=f'{student.name} teacher-forced')]
     return counts_from_stats(tf, torch.cat([a for a, _ in stats]), torch.cat([k for _, k in stats]))
 
 
 # %% ../nbs/08_evaluate.ipynb #a7c3e005
-def frontier_memory(vocab_size:int, cfg:DecodeConfig, n_problems:int, chunk:int=EVAL_CHUNK, prompt_length:int=MAX_PROMPT,
+def frontier_memory(vocab_size:int, cfg:DecodeConfig, n_problems:int, chunk:int=None, prompt_length:int=MAX_PROMPT,
                     keep_bytes:int=None, state_batch:int=128) -> dict:
     "Bytes the frontier metrics of one decoded set of `n_problems` hold: kept teacher log-probs, one chunk's peak, their total."
     per = 4 * cfg.steps * cfg.gen_length * vocab_size                          # log-probs of one problem
     kept = per * n_problems if per * n_problems <= (KEEP_LOGP_BYTES if keep_bytes is None else keep_bytes) else 0
-    c = min(chunk, n_problems); u = per * c
+    c = min(auto_chunk(vocab_size, cfg, prompt_length, state_batch) if chunk is None else chunk, n_problems); u = per * c
     fwd = 4 * min(state_batch, c * cfg.steps) * (prompt_length + 2 * cfg.gen_length) * vocab_size   # one batch's logits + window log-softmax
     peak = max(3 * u + fwd, 5 * u)     # teacher + student log-probs (and the student's chunk list) + a forward; or the KL's 3 temporaries
-    return dict(per_problem=per, kept=kept, chunk=peak, total=kept + peak, whole=per * n_problems)
+    return dict(per_problem=per, kept=kept, chunk=peak, total=kept + peak, whole=per * n_problems, chunk_problems=c)
+
+def auto_chunk(vocab_size:int, cfg:DecodeConfig, prompt_length:int=MAX_PROMPT, state_batch:int=128, budget:int=None) -> int:
+    "The most problems (1 to `EVAL_CHUNK`) whose chunk peak stays under `budget` bytes (default `CHUNK_BYTES`)."
+    if not vocab_size: return EVAL_CHUNK
+    peak = lambda c: frontier_memory(vocab_size, cfg, c, c, prompt_length, 0, state_batch)['chunk']
+    ok = [c for c in range(2, EVAL_CHUNK + 1) if peak(c) <= (budget or CHUNK_BYTES)]
+    return max(ok, default=1)
 
 
 # %% ../nbs/08_evaluate.ipynb #2b79f9aa
 def own_trajectory_metrics(teacher:DLLM, student:DLLM, prompts:list=None, cfg:DecodeConfig=None, seed:int=0,
-                           trace:Trace=None, chunk:int=EVAL_CHUNK) -> dict:
+                           trace:Trace=None, chunk:int=None) -> dict:
     "Probability-MSE vs steps since the first false commit, and the student's stability lag, on its own trajectory."
     tr = trace if trace is not None else generate(student, prompts, cfg or default_decoding(teacher), seed=seed, logprobs=True, progress=False).trace
     mse, t_arg = [], []
-    for r in problem_chunks(tr.batch_size, chunk):                        # (B, T, G) statistics, `chunk` runs at a time
+    for r in problem_chunks(tr.batch_size, auto_chunk(tr.vocab_size, tr.config) if chunk is None else chunk):   # (B, T, G) stats by chunk
         s_lp, t_lp = state_logprobs(student, tr[r]), window_logprobs(teacher, tr[r])
         mse.append(((s_lp.exp() - t_lp.exp()) ** 2).sum(-1)); t_arg.append(t_lp.argmax(-1))
     mse, t_arg = torch.cat(mse), torch.cat(t_arg)
@@ -247,7 +256,7 @@ def own_trajectory_metrics(teacher:DLLM, student:DLLM, prompts:list=None, cfg:De
 # %% ../nbs/08_evaluate.ipynb #623d7f04
 def evaluate_student(teacher:DLLM, student:DLLM, splits:dict=None, limit:int=None, cfg:DecodeConfig=None,
                      tf:dict=None, teacher_answers:dict=None, seed:int=0, progress:bool=None, split:str='test',
-                     n_lag:int=0, chunk:int=EVAL_CHUNK, cache:bool=True) -> dict:
+                     n_lag:int=0, chunk:int=None, cache:bool=True) -> dict:
     "Accuracy, answer agreement, teacher-forced frontier metrics and, with `n_lag`, own-trajectory metrics (see above)."
     check_same_vocab(teacher, student)
     splits = splits or make_splits(0); cfg = cfg or default_decoding(teacher)
