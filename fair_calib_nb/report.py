@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from .evaluate import metric, HEADLINE
 from .models import resolve_model_path
+from .progress import cpu_name
 from .viz import method_color, tidy
 
 # %% auto #0
@@ -189,11 +190,11 @@ def forest_figure(rows:list, names=('acc_mean', 'flip_rate_answer'), title:str='
 
 # %% ../nbs/19_report.ipynb #52a1c2f6
 def environment() -> dict:
-    "Machine, threads and versions, for the record."
+    "Machine, threads, versions and torch's CPU kernels (AVX2 / AVX512: learned students differ between them), for the record."
     import transformers, bitsandbytes
-    return dict(machine=platform.machine(), processor=platform.processor() or '?', python=platform.python_version(),
-                torch=torch.__version__, transformers=transformers.__version__, bitsandbytes=bitsandbytes.__version__,
-                threads=torch.get_num_threads(), cpus=__import__('os').cpu_count())
+    return dict(machine=platform.machine(), processor=cpu_name(), cpu_kernels=torch.backends.cpu.get_cpu_capability(),
+                python=platform.python_version(), torch=torch.__version__, transformers=transformers.__version__,
+                bitsandbytes=bitsandbytes.__version__, threads=torch.get_num_threads(), cpus=__import__('os').cpu_count())
 
 def settings_rows(config:dict, env:dict=None, times:dict=None) -> list:
     "`[name, value]` rows of a run's settings, environment and stage times."
