@@ -267,6 +267,8 @@ def _run(a):
                          seeds=a.seeds, n_calib=a.n_calib, limit=a.limit, n_lag=a.n_lag, eval_split=a.eval_split, calib=parse_kv(a.calib, 'calib'),
                          prior=parse_kv(a.prior, 'prior'), trust_remote_code=a.trust_remote_code)
     run_pipeline(cfg, a.out, overwrite=a.overwrite, resume=a.resume, progress=False if a.quiet else None)
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()   # under torchrun (see pipeline)
 
 def _quantize(a):
     logging.getLogger('fair_calib_nb').info('method: %s', method_note(a.method))
@@ -314,10 +316,14 @@ def main(argv=None):
     if a.dry_run is not None: a.command, a.size, a.n_calib, a.steps, a.method, a.weights, a.device, a.trust_remote_code = \
         'dryrun', a.dry_run, 256, 3, 'flatquant', 'rtn', None, False
     try:
+        ranks = int(os.environ.get('WORLD_SIZE') or 1)       # >1 under torchrun: `run` splits its work over the ranks
+        if ranks > 1 and a.command != 'run': raise ValueError(f'only `fair-calib run` splits over torchrun ranks; run `{a.command}` in one '
+                                                              'process (evaluation over ranks: python -m fair_calib_nb.dist)')
         precheck(a)
+        quiet = a.quiet or os.environ.get('RANK', '0') != '0'   # under torchrun rank 0 alone reports progress
         logging.basicConfig(format='%(message)s', stream=sys.stderr)
-        logging.getLogger('fair_calib_nb').setLevel(logging.WARNING if a.quiet else logging.INFO)
-        if a.quiet: os.environ['TQDM_DISABLE'] = '1'
+        logging.getLogger('fair_calib_nb').setLevel(logging.WARNING if quiet else logging.INFO)
+        if quiet: os.environ['TQDM_DISABLE'] = '1'
         import torch
         if a.threads: torch.set_num_threads(a.threads)
         import fair_calib_nb.models, fair_calib_nb.student  # noqa: F401  register the shipped model classes and the quantizer

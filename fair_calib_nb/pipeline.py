@@ -13,7 +13,9 @@ from .tasks import make_splits, calib_pairs
 from .models import DLLM, load_dllm, resolve_model_path, check_weights
 from .decode import default_decoding
 from .frontier import stability_lag
-from .evaluate import score_suites, teacher_forced, evaluate_student, frontier_counts, pool_counts, HEADLINE
+from .evaluate import (score_suites, teacher_forced, evaluate_student, frontier_counts, pool_counts, frontier_memory,
+                                    auto_chunk, KEEP_LOGP_BYTES, HEADLINE)
+from .quant import cached_weights
 from .viz import lag_ccdf_figure, prior_figure
 from .prior import Prior, PriorConfig, build_prior, model_fingerprint
 from .calib import CalibConfig, DEFAULT_METHOD, METHODS, PRIOR_METHODS, prior_config, calibrate
@@ -21,11 +23,12 @@ from .student import save_student, load_student
 from .report import (summarize, summary_table, paired_table, metric_figure, block_figure, settings_rows,
                                   environment, report_html)
 from .cli import is_run_dir
+from .dist import dist_env, barrier, dist_build_prior, dist_teacher_forced, dist_teacher_metrics, dist_evaluate_student
 
 # %% auto #0
 __all__ = ['DETERMINISTIC', 'RESUME_KEYS', 'NOTES', 'method_spec', 'run_name', 'PipelineError', 'PipelineConfig', 'prepare_out',
-           'stage1', 'eval_splits', 'teacher_states', 'teacher_reference', 'eval_memory', 'check_eval_memory',
-           'run_one', 'report_sections', 'timing_rows', 'run_pipeline', 'write_report']
+           'stage1', 'eval_splits', 'teacher_states', 'eval_chunk', 'teacher_reference', 'eval_memory',
+           'check_eval_memory', 'run_one', 'report_sections', 'timing_rows', 'run_pipeline', 'write_report']
 
 # %% ../nbs/20_pipeline.ipynb #11130d96
 DETERMINISTIC = ('rtn', 'quarot')   # no random choice: one run stands for every seed
@@ -130,18 +133,20 @@ def prepare_out(out, cfg:PipelineConfig, overwrite:bool=False, resume:bool=False
 
 # %% ../nbs/20_pipeline.ipynb #c830e8da
 def stage1(teacher:DLLM, prompts:list, cfg:PipelineConfig, seed:int, methods:list, out:Path=None, progress:bool=None) -> dict:
-    "`{method: Prior}` for the prior methods among `methods`, probing the teacher as few times as possible."
-    priors, traces = {}, {}
+    "`{method: Prior}` for the prior methods among `methods`, probing the teacher as few times as possible (over the ranks under torchrun)."
+    priors, traces, env = {}, {}, dist_env()
+    saved = {m for m in PRIOR_METHODS if out is not None and (out/'priors'/f'{m}-s{seed}.json').exists()}
+    barrier(env)                                   # every rank has looked before rank 0 saves
     for m in dict.fromkeys(method_spec(m)[0] for m in methods if method_spec(m)[0] in PRIOR_METHODS):
         path = out/'priors'/f'{m}-s{seed}.json' if out is not None else None
-        if path is not None and path.exists(): priors[m] = Prior.load(path); continue
+        if m in saved: priors[m] = Prior.load(path); continue
         pc = prior_config(m, cfg.prior_base(seed))
         if pc.rule not in traces:   # the probes depend only on n_probe, seed and rule
-            p0, tr = build_prior(teacher, prompts, pc, progress=progress, return_trace=True)
-            traces[pc.rule] = (tr, {k: v for k, v in p0.provenance.items() if k not in ('model', 'decoding', 'n_runs')})
+            p0, tr = (dist_build_prior if env.active else build_prior)(teacher, prompts, pc, progress=progress, return_trace=True)
+            traces[pc.rule] = (tr, {k: v for k, v in p0.provenance.items() if k not in ('model', 'decoding', 'n_runs', 'ranks')})
         tr, prov = traces[pc.rule]
         priors[m] = Prior.from_traces(tr, pc, prov)
-        if path is not None: priors[m].save(path)
+        if path is not None and env.main: priors[m].save(path)
     return priors
 
 # %% ../nbs/20_pipeline.ipynb #f39ffdba
@@ -152,8 +157,13 @@ def eval_splits(cfg:PipelineConfig) -> dict:
             for s, d in make_splits(0).items()}
 
 def teacher_states(teacher:DLLM, splits:dict, progress:bool=None) -> dict:
-    "The teacher's decoding traces and log-probs on the evaluation prompts (the teacher-forced states of every student)."
-    return {s: teacher_forced(teacher, d['eval'].prompts, default_decoding(teacher), progress=progress) for s, d in splits.items()}
+    "The teacher's traces, answers and log-probs (kept while they fit) on the evaluation prompts; under torchrun this rank's share."
+    tf = dist_teacher_forced if dist_env().active else teacher_forced
+    return {s: tf(teacher, d['eval'].prompts, default_decoding(teacher), progress=progress) for s, d in splits.items()}
+
+def eval_chunk(teacher:DLLM) -> int:
+    "Problems whose full-vocabulary log-probs the frontier metrics hold at once (`evaluate.auto_chunk`)."
+    return auto_chunk(int(teacher.model.config.vocab_size), default_decoding(teacher))
 
 def teacher_reference(teacher:DLLM, splits:dict, progress:bool=None, out:Path=None, resume:bool=False) -> dict:
     "The teacher's scores, answers and stability lag (kept in `teacher.json`), and its teacher-forced states (`tf`)."
@@ -161,23 +171,31 @@ def teacher_reference(teacher:DLLM, splits:dict, progress:bool=None, out:Path=No
     if resume and path is not None and path.exists():
         ref = json.loads(path.read_text())
         if ref.get('fingerprint') == model_fingerprint(teacher): return dict(ref, lag=torch.tensor(ref['lag']), tf=None, reused=True)
-    dec, times = default_decoding(teacher), {}
+    dec, times, env = default_decoding(teacher), {}, dist_env()
     with stage(times, 'teacher_eval'):
         tf = teacher_states(teacher, splits, progress)     # one decode per suite: answers, trace and log-probs
-        answers = {s: t.answers for s, t in tf.items()}; acc = score_suites(splits, 'eval', answers)
-    lag = torch.cat([stability_lag(t.trace) for t in tf.values()])
-    own = pool_counts([frontier_counts(t, t.logp) for t in tf.values()])     # the teacher against itself: its own post-commit movement
-    metrics = dict(acc_mean=acc['mean'], agreement=1.0, **{f'acc_{s}': acc[s] for s in splits}, **own)
+        if env.active: tm = dist_teacher_metrics(teacher, splits, tf, 'eval', chunk=eval_chunk(teacher), env=env)   # over ranks
+        else: answers = {s: t.answers for s, t in tf.items()}; acc = score_suites(splits, 'eval', answers)
+    if env.active: answers, acc, lag, metrics = tm['answers'], tm['accuracy'], tm['lag'], tm['metrics']
+    else:
+        lag = torch.cat([stability_lag(t.trace) for t in tf.values()])
+        own = pool_counts([frontier_counts(t) for t in tf.values()])     # the teacher against itself: its own post-commit movement
+        metrics = dict(acc_mean=acc['mean'], agreement=1.0, **{f'acc_{s}': acc[s] for s in splits}, **own)
     ref = dict(accuracy=acc, metrics=metrics, answers=answers, lag=lag.tolist(), times=times, decoding=asdict(dec),
                fingerprint=model_fingerprint(teacher))
-    if path is not None: path.write_text(json.dumps(ref))
+    if path is not None and env.main: path.write_text(json.dumps(ref))
     return dict(ref, lag=lag, tf=tf, reused=False)
 
 # %% ../nbs/20_pipeline.ipynb #693334bc
-def eval_memory(teacher:DLLM, splits:dict) -> int:
-    "Bytes the evaluation holds at once: the teacher's log-probs on every suite's states, one suite's student log-probs and temporaries."
-    d, n = default_decoding(teacher), [len(s['eval'].prompts) for s in splits.values()]
-    return 4 * d.steps * d.gen_length * teacher.model.config.vocab_size * (sum(n) + 3 * max(n))
+def _eval_bytes(vocab:int, dec, ns:list, n_lag:int) -> int:
+    m, per = [frontier_memory(vocab, dec, n) for n in ns], 4 * dec.steps * dec.gen_length * vocab
+    student = per * sum(ns) if n_lag and per * max(ns) <= KEEP_LOGP_BYTES else 0   # the student's own decodes keep theirs while they fit
+    return sum(x['kept'] for x in m) + max(x['chunk'] for x in m) + student
+
+def eval_memory(teacher:DLLM, splits:dict, n_lag:int=0, limit:int=None) -> int:
+    "Bytes the streamed evaluation holds at once: kept teacher log-probs of every suite, the kept student ones (`n_lag`) and one chunk's peak."
+    ns = [min(len(s['eval'].prompts), limit or len(s['eval'].prompts)) for s in splits.values()]
+    return _eval_bytes(int(teacher.model.config.vocab_size), default_decoding(teacher), ns, n_lag)
 
 def _available_memory():
     "Bytes of memory available to this process (Linux `MemAvailable`), or None where unknown."
@@ -185,17 +203,20 @@ def _available_memory():
         with open('/proc/meminfo') as f: return int(next(l for l in f if l.startswith('MemAvailable')).split()[1]) * 1024
     except (OSError, StopIteration, ValueError): return None
 
-def check_eval_memory(teacher:DLLM, splits:dict, available:int=None):
-    "Refuse an evaluation that cannot fit in `available` bytes (default: what the machine has free), naming the `--limit` that fits."
-    need, avail = eval_memory(teacher, splits), available or _available_memory()
+def check_eval_memory(teacher:DLLM, splits:dict, available:int=None, n_lag:int=0):
+    "Refuse an evaluation whose streamed memory (`eval_memory`) exceeds `available` bytes (default: free memory), naming the `--limit` that fits."
+    need, avail = eval_memory(teacher, splits, n_lag), available or _available_memory()
     if avail is None or need <= avail: return
-    n = max(len(s['eval'].prompts) for s in splits.values())
-    raise PipelineError(f'evaluating {n} problems per suite keeps {teacher.name}\'s log-probabilities over {teacher.model.config.vocab_size} '
-                        f'tokens at every step and position: about {need / 1e9:.1f} GB, more than the {avail / 1e9:.1f} GB available; '
-                        f'pass --limit {max(1, int(n * avail / need))} or less')
+    n, V = max(len(s['eval'].prompts) for s in splits.values()), int(teacher.model.config.vocab_size)
+    fits = next((k for k in range(n - 1, 0, -1) if eval_memory(teacher, splits, n_lag, k) <= avail), None)
+    size = lambda b: f'{b / 1e9:.2g} GB' if b >= 1e9 else f'{b / 1e6:.2g} MB'
+    raise PipelineError(f"evaluating {n} problems per suite holds {teacher.name}'s log-probabilities over {V} tokens for "
+                        f'{eval_chunk(teacher)} problems at a time (and those that fit in memory): about {size(need)}, more than '
+                        f'the {size(avail)} available; ' + (f'pass --limit {fits} or less' if fits else
+                        f'one problem per suite needs {size(eval_memory(teacher, splits, n_lag, 1))}: free memory or use a larger machine'))
 
 # %% ../nbs/20_pipeline.ipynb #23acca22
-def _student(teacher, splits, cfg, method, seed, prior, out, resume, progress):
+def _calibrated(teacher, splits, cfg, method, seed, prior, out, resume, progress):
     name = run_name(method, seed); final = out/'models'/name if out is not None else None
     if final is not None and resume and (final/'config.json').exists(): check_weights(final); return load_student(final)
     P, A = calib_pairs(splits, cfg.n_calib)
@@ -205,15 +226,29 @@ def _student(teacher, splits, cfg, method, seed, prior, out, resume, progress):
     if final is not None: save_student(student, final); shutil.rmtree(ck, ignore_errors=True)
     return student
 
+def _student(teacher, splits, cfg, method, seed, prior, out, resume, progress):
+    "Calibrate (or reload) and save the student; under torchrun rank 0 does, and the other ranks load what it saved."
+    env = dist_env()
+    if not env.active: return _calibrated(teacher, splits, cfg, method, seed, prior, out, resume, progress)
+    if out is None: raise PipelineError("a run over several ranks needs an output directory (the ranks load rank 0's student)")
+    s = _calibrated(teacher, splits, cfg, method, seed, prior, out, resume, progress) if env.main else None
+    barrier(env)
+    if not env.main: s = load_student(out/'models'/run_name(method, seed)); s.model.to(teacher.device)
+    return s
+
+def _evaluate(teacher, student, splits, ref, cfg, progress):
+    "`evaluate_student` on the evaluation split (under torchrun `dist_evaluate_student`, the problems split over the ranks)."
+    kw = dict(tf=ref['tf'], teacher_answers=ref['answers'], progress=progress, split='eval', n_lag=cfg.n_lag)
+    if not dist_env().active: return evaluate_student(teacher, student, splits, **kw)
+    with cached_weights(student.model): row = dist_evaluate_student(teacher, student, splits, chunk=eval_chunk(teacher), **kw)
+    row.pop('answers'); return row                            # the row of one process
+
 def run_one(teacher:DLLM, splits:dict, ref:dict, cfg:PipelineConfig, method:str, seed:int, prior:Prior=None,
             out:Path=None, resume:bool=False, progress:bool=None) -> dict:
     "Calibrate, save and evaluate one `(method, seed)`; returns its result row."
     times = {}
     with stage(times, 'calibrate'): student = _student(teacher, splits, cfg, method, seed, prior, out, resume, progress)
-    with stage(times, 'evaluate'):
-        row = evaluate_student(teacher, student, splits, tf=ref['tf'], teacher_answers=ref['answers'], progress=progress,
-                               split='eval', n_lag=cfg.n_lag)
-        own = row.pop('trajectory')
+    with stage(times, 'evaluate'): row = _evaluate(teacher, student, splits, ref, cfg, progress); own = row.pop('trajectory')
     row.update(method=method, seed=seed, student=student.name, times=times,
                calib_blocks=[{k: b[k] for k in ('block', 'seconds', 'mse')} for b in student.calib_log['blocks']],
                prior_spread=prior.spread if prior is not None else None, prior_config=prior.config if prior is not None else None,
@@ -286,7 +321,9 @@ class _Timings:
         self.all = json.loads(self.path.read_text()) if resume and self.path.exists() else []
         self.stages = dict(stages or {}); self.all.append(dict(started=time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.t0)),
                                                                resumed=resume, stages=self.stages))
-    def save(self): self.all[-1]['seconds'] = round(time.time() - self.t0, 1); self.path.write_text(json.dumps(self.all, indent=1))
+    def save(self):
+        self.all[-1]['seconds'] = round(time.time() - self.t0, 1)
+        if dist_env().main: self.path.write_text(json.dumps(self.all, indent=1))   # under torchrun rank 0 writes
 
 def _run_seed(teacher, splits, ref, cfg, seed, out, resume, progress, times, rows, save):
     todo = [m for m, s in cfg.runs() if s == seed]
@@ -297,7 +334,8 @@ def _run_seed(teacher, splits, ref, cfg, seed, out, resume, progress, times, row
         if ref['tf'] is None:
             with stage(times, 'teacher_states'): ref['tf'] = teacher_states(teacher, splits, progress)
         row = run_one(teacher, splits, ref, cfg, m, seed, pri.get(method_spec(m)[0]), out, resume, progress)
-        rf.write_text(json.dumps(row, indent=1)); rows.append(row); mt = row['metrics']
+        if dist_env().main: rf.write_text(json.dumps(row, indent=1))
+        rows.append(row); mt = row['metrics']
         for k in ('calibrate', 'evaluate'): times[f'{k} {m}-s{seed}'] = row['times'][k]
         save()
         logger.info('%s seed %d: acc %.1f%%, flip (answer) %.2f%%, KL (answer) %.4f (calibrate %ss, evaluate %ss)', m, seed,
@@ -319,14 +357,19 @@ def run_pipeline(cfg:PipelineConfig, out, overwrite:bool=False, resume:bool=Fals
     "Run probe -> prior -> calibrate -> evaluate -> report for every method and seed of `cfg`; returns the results dict."
     t0, load = time.time(), {}
     resolve_model_path(cfg.model); prepare_out(out, cfg, overwrite, resume, create=False)   # refusals before the model loads
-    with stage(load, 'load_teacher'): teacher, splits = load_dllm(cfg.model, trust_remote_code=cfg.trust_remote_code), eval_splits(cfg)
-    check_eval_memory(teacher, splits)                        # before anything is written or decoded
+    env = dist_env(); progress = progress if env.main else False     # under torchrun: this rank's place (rank 0 shows progress)
+    with stage(load, 'load_teacher'):
+        teacher = load_dllm(cfg.model, trust_remote_code=cfg.trust_remote_code, device=env.device if env.active else None)
+        splits = eval_splits(cfg)
+    check_eval_memory(teacher, splits, n_lag=cfg.n_lag)      # before anything is written or decoded
     out = Path(out); existed = out.exists(); fresh = overwrite or not existed or not any(out.iterdir())
-    out = prepare_out(out, cfg, overwrite, resume)
+    barrier(env)                                              # every rank has looked at `out` before rank 0 makes it
+    out = prepare_out(out, cfg, overwrite, resume) if env.main else out
+    barrier(env)
     try:
         with quiet_transformers(): return _pipeline(teacher, splits, cfg, out, resume, progress, _Timings(out, resume, t0, load))
     except BaseException:
-        if fresh and _undo(out, existed): logger.info('%s removed: the run stopped before it made anything', out)
+        if fresh and env.main and _undo(out, existed): logger.info('%s removed: the run stopped before it made anything', out)
         raise
 
 # %% ../nbs/20_pipeline.ipynb #f6ab0535
@@ -346,8 +389,10 @@ def _pipeline(teacher, splits, cfg, out, resume, progress, tm):
                teacher=dict(accuracy=ref['accuracy'], metrics=ref['metrics'], decoding=ref['decoding'], lag=ref['lag'].tolist()),
                summary=summarize(rows), runs=rows, timings=tm.all)
     tm.save()
-    with stage(times, 'report'): write_report(res, out, priors)
-    tm.save(); (out/'results.json').write_text(json.dumps(res, indent=1))   # with the report's time, as timings.json
+    with stage(times, 'report'):
+        if dist_env().main: write_report(res, out, priors)    # under torchrun rank 0 writes every file
+    tm.save()
+    if dist_env().main: (out/'results.json').write_text(json.dumps(res, indent=1))   # with the report's time, as timings.json
     return res
 
 # %% ../nbs/20_pipeline.ipynb #2bd8a647

@@ -87,3 +87,51 @@ def test_two_ranks_equal_one_process(tmp_path, llada):
     assert all(math.isclose(res['teacher']['metrics'][k], v, rel_tol=1e-5, abs_tol=1e-7) for k, v in own.items() if not math.isnan(v))
     # lm-eval with the documents split over the ranks
     assert res['lmeval'] == run_lmeval(student, limit=LMEVAL, out=tmp_path/'lm1', log_samples=False)['accuracy']
+
+
+# The whole pipeline, `fair-calib run`, under torchrun: two gloo ranks write the results of one process.
+RUN = ['--threads', '1', 'run', '--methods', 'rtn', 'fair', '--limit', '4', '--n-calib', '4', '--n-lag', '2', '--epochs', '1', '--n-probe', '8']
+FLOAT_SUMS = ('kl', 'mean_disagree')   # sums of float32 values, whose order differs between one and two ranks
+
+
+def _same(a, b, path=()):
+    "Every leaf of `a` equals `b`'s; where a key of the path starts with one of FLOAT_SUMS, to float32 summation order."
+    if isinstance(a, dict):
+        assert set(a) == set(b), (path, set(a) ^ set(b))
+        for k in a: _same(a[k], b[k], path + (k,))
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)): _same(x, y, path + (i,))
+    elif isinstance(a, float) and any(str(k).startswith(FLOAT_SUMS) for k in path):
+        assert (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7), (path, a, b)
+    else: assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), (path, a, b)
+
+
+def _drop_times(res):
+    for r in res['runs']: r.pop('times'); [b.pop('seconds') for b in r['calib_blocks']]
+    return {k: res[k] for k in ('config', 'model', 'quant', 'eval_split', 'teacher', 'summary', 'runs')}
+
+
+@pytest.mark.slow
+def test_pipeline_two_ranks_equal_one_process(tmp_path):
+    "`torchrun --nproc_per_node 2 -m fair_calib_nb run ...` writes the results.json of the same run in one process (about 80 s)."
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
+    one, two = tmp_path/'one', tmp_path/'two'
+    p1 = subprocess.run([sys.executable, '-m', 'fair_calib_nb', *RUN, '--out', str(one)], env=env, capture_output=True, text=True, timeout=600)
+    assert p1.returncode == 0, p1.stderr[-6000:]
+    p2 = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'fair_calib_nb', *RUN,
+                         '--out', str(two)], env=env, capture_output=True, text=True, timeout=600)
+    assert p2.returncode == 0, p2.stdout[-3000:] + p2.stderr[-6000:]
+    a, b = (json.loads((d/'results.json').read_text()) for d in (one, two))
+    assert [r['method'] for r in b['runs']] == ['rtn', 'fair'] and b['runs'][1]['lag'] is not None
+    _same(_drop_times(a), _drop_times(b))
+    # the same files, written once (by rank 0): one invocation in timings.json, rank 0's student and prior
+    files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob('*'))
+    assert files(one) == files(two) and len(json.loads((two/'timings.json').read_text())) == 1
+    from safetensors.torch import load_file
+    for m in ('rtn-s0', 'fair-s0'):
+        wa, wb = (load_file(d/'models'/m/'model.safetensors') for d in (one, two))
+        assert set(wa) == set(wb) and all(torch.equal(wa[k], wb[k]) for k in wa), m
+    pa, pb = (json.loads((d/'priors'/'fair-s0.json').read_text()) for d in (one, two))
+    assert {k: v for k, v in pa.items() if k != 'provenance'} == {k: v for k, v in pb.items() if k != 'provenance'}
+    assert p2.stderr.count('teacher mean accuracy') == 1 and p2.stderr.count('wrote ') == 1   # rank 0 alone reports

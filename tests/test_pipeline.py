@@ -10,6 +10,16 @@ def _run(argv):
     try: main(['--quiet'] + argv); return 0
     except SystemExit as e: return e.code
 
+def _figures(d):
+    "The figures the report of run directory `d` draws (`report_sections`, None: left out) and the plotly divs its HTML holds."
+    import torch
+    from fair_calib_nb.pipeline import report_sections
+    from fair_calib_nb.prior import Prior
+    res = json.loads((d/'results.json').read_text())
+    priors = {p.stem.rsplit('-s', 1)[0]: Prior.load(p) for p in sorted((d/'priors').glob('*-s0.json'))}
+    made = [f for k, f in report_sections(res, torch.tensor(res['teacher']['lag']), res['runs'], priors) if k == 'figure' and f is not None]
+    return len(made), len(re.findall(r'<div id="[^"]+" class="plotly-graph-div"', (d/'report.html').read_text()))
+
 def _strip(res):   # drop wall times, which differ between runs
     for r in res['runs']: r.pop('times'); [b.pop('seconds') for b in r['calib_blocks']]
     return dict(summary=res['summary'], runs=res['runs'])
@@ -33,6 +43,8 @@ def test_outputs(first):
     assert '<td>n_probe</td><td>16</td>' in page and '<td>epochs</td><td>1</td>' in page        # the settings, read back
     assert 'teacher_eval' in page and 'Settings and timings' in page
     assert '| fair | 1 |' in (first/'results.md').read_text()
+    made, divs = _figures(first)   # one seed: no per-seed dot plots; the per-block flips, the lag CCDF and fair's prior
+    assert made == divs == 3, (made, divs)
     cfg = json.loads((first/'models'/'fair-s0'/'config.json').read_text())
     assert cfg['quantization_config']['quant_method'] == 'fair_calib' and not (first/'models'/'fair-s0.partial').exists()
 
@@ -91,12 +103,36 @@ def test_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert os.listdir(d) == ['notes.txt'] and (d/'notes.txt').read_text() == 'keep me'
 
 def test_evaluation_too_large_for_memory_is_refused(tmp_path, capsys, monkeypatch):
-    "An evaluation whose log-probabilities cannot fit is refused before the teacher is decoded, naming a --limit that fits."
+    "An evaluation whose streamed memory cannot fit is refused before the teacher is decoded, naming a --limit that fits (or none)."
     import fair_calib_nb.pipeline as P
-    monkeypatch.setattr(P, '_available_memory', lambda: 100_000)
+    from fair_calib_nb.models import load_dllm
+    sp = P.eval_splits(P.PipelineConfig(limit=8))
+    need = lambda k: P.eval_memory(load_dllm('tiny-llada'), sp, n_lag=4, limit=k)   # SMALL: --limit 8 --n-lag 4
+    assert need(1) < need(3) < need(8)
+    monkeypatch.setattr(P, '_available_memory', lambda: need(3))
     assert _run(SMALL + ['--out', str(tmp_path/'m')]) == 2
     err = capsys.readouterr().err
-    assert "log-probabilities over 47 tokens" in err and 'pass --limit 1 or less' in err and not (tmp_path/'m'/'teacher.json').exists()
+    assert "log-probabilities over 47 tokens" in err and 'pass --limit 3 or less' in err and not (tmp_path/'m').exists()
+    monkeypatch.setattr(P, '_available_memory', lambda: need(1) - 1)
+    assert _run(SMALL + ['--out', str(tmp_path/'m')]) == 2
+    assert f'one problem per suite needs {need(1) / 1e6:.2g} MB' in capsys.readouterr().err and not (tmp_path/'m').exists()
+
+def test_real_vocabulary_evaluation_is_streamed_not_refused():
+    "A LLaDA-8B-sized evaluation at the default --limit (200 per suite, n_lag 64) holds ~1.7 GB (chunks of 2 problems), not 146 GB."
+    from types import SimpleNamespace as NS
+    import fair_calib_nb.pipeline as P
+    from fair_calib_nb.evaluate import frontier_memory
+    from fair_calib_nb.models import load_dllm
+    cfg = P.PipelineConfig(); sp = P.eval_splits(cfg); assert [len(s['eval'].prompts) for s in sp.values()] == [200, 200]
+    big = NS(name='LLaDA-8B', family=load_dllm('tiny-llada').family, model=NS(config=NS(vocab_size=126464)))
+    dec = P.default_decoding(big); whole = 4 * dec.steps * dec.gen_length * 126464 * 400   # every problem's teacher log-probs
+    need = P.eval_memory(big, sp, cfg.n_lag)
+    assert P.eval_chunk(big) == 2 and need == frontier_memory(126464, dec, 200)['chunk'] < 2e9 < whole / 10
+    P.check_eval_memory(big, sp, available=8e9, n_lag=cfg.n_lag)           # the old check refused this (it counted `whole`)
+    one = P.eval_memory(big, sp, cfg.n_lag, limit=1)                        # 1 problem: a smaller chunk, though its log-probs are kept
+    with pytest.raises(P.PipelineError, match='pass --limit 1 or less'): P.check_eval_memory(big, sp, available=need - 1, n_lag=cfg.n_lag)
+    with pytest.raises(P.PipelineError, match=f'one problem per suite needs {one / 1e9:.2g} GB'):
+        P.check_eval_memory(big, sp, available=one - 1, n_lag=cfg.n_lag)
 
 def test_help_is_quick_and_imports_no_torch():
     "`fair-calib --help` parses before any heavy import (timings: benchmarks/bench_cli.py)."
@@ -125,4 +161,5 @@ def test_report_opens_offline_in_a_browser(first):
         page.set_viewport_size(dict(width=1300, height=900)); os.makedirs('test_output', exist_ok=True)
         page.screenshot(path='test_output/report.png', full_page=True)
         b.close()
-    assert n_div >= 8 and n_svg >= n_div and not blocked and not errors, (n_div, n_svg, blocked, errors)
+    made, divs = _figures(first)
+    assert n_div == made == divs and n_svg >= n_div and not blocked and not errors, (n_div, made, divs, n_svg, blocked, errors)
