@@ -116,3 +116,12 @@ def test_truncated_weights_are_named_and_leave_nothing(tmp_path):
     assert not (tmp_path/'o').exists()                                 # nothing half-made that would block the rerun
     r = fc('quantize', cut, '--method', 'rtn', '--out', tmp_path/'q', check=2)
     assert f'{w}: cannot read its weights' in r.stderr and not (tmp_path/'q').exists()
+
+
+def test_only_run_splits_over_torchrun_ranks(tmp_path):
+    "Under torchrun (WORLD_SIZE > 1) every subcommand but `run` is refused, naming it, before anything is loaded or written."
+    env = {**ENV, 'WORLD_SIZE': '2', 'RANK': '1'}
+    for cmd in (['quantize', 'tiny-llada', '--out', str(tmp_path/'q')], ['eval', 'tiny-llada', '--out', str(tmp_path/'e')]):
+        r = subprocess.run(CLI + cmd, capture_output=True, text=True, env=env)
+        assert r.returncode == 2 and f'only `fair-calib run` splits over torchrun ranks; run `{cmd[0]}` in one process' in r.stderr, r.stderr
+    assert not any(tmp_path.iterdir())
