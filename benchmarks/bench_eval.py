@@ -1,6 +1,7 @@
 """Time of one student's evaluation (`evaluate_student`: decode every problem, then the teacher-forced frontier metrics)
 uncached vs inside `cached_weights` (each 4-bit weight dequantized once, the activation quantizer in place), at 1 and 2
-torch threads, with a check that both give identical results. The teacher's reference decode is done once beforehand,
+torch threads, with a check that both give identical results. Wall-clock and CPU time (the process's, all threads) are
+both printed: on a machine other work shares, the CPU time is the steadier of the two. The teacher's reference decode is done once beforehand,
 as the pipeline does. Run alone (no other torch process): `python benchmarks/bench_eval.py [--model tiny-llada]
 [--method quarot] [--limit 100] [--threads 1 2] [--reps 2]`."""
 import argparse, time
@@ -13,7 +14,8 @@ from fair_calib_nb.calib import calibrate, CalibConfig
 from fair_calib_nb.evaluate import evaluate_student, teacher_forced
 
 def timed(fn):
-    t = time.perf_counter(); out = fn(); return time.perf_counter() - t, out
+    "Wall-clock and CPU seconds (all threads of this process) of `fn()`, and its result."
+    t, c = time.perf_counter(), time.process_time(); out = fn(); return (time.perf_counter() - t, time.process_time() - c), out
 
 def main(a):
     teacher, splits = load_dllm(a.model), make_splits(0)
@@ -31,8 +33,9 @@ def main(a):
                 dt, rows[cache] = timed(lambda: ev(cache)); times[cache].append(dt)
         same = rows[False]['frontier_counts'] == rows[True]['frontier_counts'] and rows[False]['metrics'] == rows[True]['metrics']
         if not same: raise SystemExit('cached and uncached evaluations differ')
-        u, c = min(times[False]), min(times[True])
-        print(f'{n} thread(s): uncached {u:.1f} s, cached {c:.1f} s, ratio {u / c:.2f}x (best of {a.reps}; identical metrics: {same})')
+        (u, uc), (c, cc) = (min(times[k]) for k in (False, True))
+        print(f'{n} thread(s): uncached {u:.1f} s, cached {c:.1f} s, ratio {u / c:.2f}x wall-clock; CPU time {uc:.1f} s vs {cc:.1f} s, '
+              f'ratio {uc / cc:.2f}x (best of {a.reps}; identical metrics: {same})')
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser()
