@@ -67,7 +67,7 @@ def prior_config(method:str, base:PriorConfig=None) -> PriorConfig:
 # Named training recipes: the values of the fields a config leaves at None (see "Recipes" below)
 RECIPES = {
     'flatquant': dict(lr=2e-3, clip_lr_mult=10.0, holdout=0.0, keep_best=False, reg=0.0, learn_transforms=True),  # FlatQuant's, scaled down
-    'converge': dict(lr=5e-4, clip_lr_mult=10.0, holdout=0.125, keep_best=True, reg=0.0, learn_transforms=True),  # notebook 23_converge
+    'converge': dict(lr=2e-3, clip_lr_mult=10.0, holdout=0.125, keep_best=True, reg=0.0, learn_transforms=False), # notebook 23_converge
 }
 
 # %% ../nbs/16_calib.ipynb #6e7c7302

@@ -36,7 +36,9 @@ SETTINGS = {
     'n512e8': (dict(method='flatquant', **HO), 512),                                       # 4x the data, 4x the steps
     'n2048': (dict(method='flatquant', epochs=1, **HO), 2048),                             # 16x the data (~98K tokens), 2x the steps
     'keepbest': (dict(method='flatquant', keep_best=True, **HO), 128),                     # FlatQuant + held-out keep-best
-    'converge': (dict(method='flatquant', recipe='converge'), 128),                        # the named converging recipe
+    'clips_keepbest': (dict(method='flatquant', learn_transforms=False, keep_best=True, **HO), 128),  # QuaRot + learned clips, kept on held-out
+    'lr5e-4_keepbest': (dict(method='flatquant', lr=5e-4, keep_best=True, **HO), 128),     # the first candidate scored on val
+    'converge': (dict(method='flatquant', recipe='converge'), 128),                        # the named recipe (= clips_keepbest)
 }
 
 
