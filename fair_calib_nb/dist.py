@@ -4,7 +4,7 @@
 
 # %% ../nbs/24_dist.ipynb #618a87b6
 from __future__ import annotations
-import argparse, json, os, tempfile, time
+import argparse, functools, json, os, tempfile, time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -344,35 +344,43 @@ def dist_teacher_metrics(teacher:DLLM, splits:dict, tf:dict, split:str='test', l
     return dict(accuracy=acc, answers=ans, lag=lag, metrics=dict(acc_mean=acc['mean'], agreement=1.0, **{f'acc_{s}': acc[s] for s in splits}, **own))
 
 # %% ../nbs/24_dist.ipynb #cc103fad
-from .lmeval import FairCalibLM, run_lmeval, write_tasks, task_name, GROUP
+@functools.cache
+def _lm_class():
+    "The lm-eval model class over ranks, made on first use: lm-eval is an optional extra and the pipeline imports this module."
+    from fair_calib_nb.lmeval import FairCalibLM
+    class DistFairCalibLM(FairCalibLM):
+        "`FairCalibLM` that tells lm-eval it runs on the ranks of the current process group (one process: `FairCalibLM`)."
+        def __init__(self, *args, env:DistEnv=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.env = env or dist_env(); self._rank, self._world_size = self.env.rank, self.env.world_size
+            self._device = torch.device(self.env.comm_device)
+        def all_gather(self, tensor:torch.Tensor) -> torch.Tensor:
+            "Every rank's `tensor`, concatenated (0-d tensors stacked), as accelerate's `gather`."
+            if not self.env.active: return tensor
+            t = tensor.to(self.env.comm_device); out = [torch.zeros_like(t) for _ in range(self.env.world_size)]
+            dist.all_gather(out, t)
+            return torch.stack(out) if t.dim() == 0 else torch.cat(out)
+        def gather_object(self, obj, dst:int=0):
+            "Every rank's `obj` as a list on rank `dst`, None elsewhere."
+            if not self.env.active: return [obj]
+            out = [None] * self.env.world_size if self.env.rank == dst else None
+            dist.gather_object(obj, out, dst=dst); return out
+        def barrier(self): barrier(self.env)
+    return DistFairCalibLM
 
-class DistFairCalibLM(FairCalibLM):
-    "`FairCalibLM` that tells lm-eval it runs on the ranks of the current process group (one process: `FairCalibLM`)."
-    def __init__(self, *args, env:DistEnv=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.env = env or dist_env(); self._rank, self._world_size = self.env.rank, self.env.world_size
-        self._device = torch.device(self.env.comm_device)
-    def all_gather(self, tensor:torch.Tensor) -> torch.Tensor:
-        "Every rank's `tensor`, concatenated (0-d tensors stacked), as accelerate's `gather`."
-        if not self.env.active: return tensor
-        t = tensor.to(self.env.comm_device); out = [torch.zeros_like(t) for _ in range(self.env.world_size)]
-        dist.all_gather(out, t)
-        return torch.stack(out) if t.dim() == 0 else torch.cat(out)
-    def gather_object(self, obj, dst:int=0):
-        "Every rank's `obj` as a list on rank `dst`, None elsewhere."
-        if not self.env.active: return [obj]
-        out = [None] * self.env.world_size if self.env.rank == dst else None
-        dist.gather_object(obj, out, dst=dst); return out
-    def barrier(self): barrier(self.env)
+def DistFairCalibLM(*args, **kwargs):
+    "A `FairCalibLM` over the ranks of the current process group (`FairCalibLM`'s arguments and `env`; needs lm-eval)."
+    return _lm_class()(*args, **kwargs)
 
 # %% ../nbs/24_dist.ipynb #df212f3b
-def dist_lmeval(model, tasks=(GROUP,), limit:int=None, out=None, batch_size:int=64, split:str='test', seed:int=0,
+def dist_lmeval(model, tasks=('fair_calib',), limit:int=None, out=None, batch_size:int=64, split:str='test', seed:int=0,
                 trust_remote_code:bool=False, log_samples:bool=True, env:DistEnv=None):
     "`run_lmeval` with the documents split over ranks: rank 0 returns the results (and writes `out`), the others None."
     import lm_eval
     from lm_eval.tasks import TaskManager
+    from fair_calib_nb.lmeval import run_lmeval, write_tasks, task_name
     e = env or dist_env()
-    lm = model if isinstance(model, DistFairCalibLM) else DistFairCalibLM(dllm=model, batch_size=batch_size, env=e) if isinstance(model, DLLM) \
+    lm = model if isinstance(model, _lm_class()) else DistFairCalibLM(dllm=model, batch_size=batch_size, env=e) if isinstance(model, DLLM) \
          else DistFairCalibLM(pretrained=model, batch_size=batch_size, trust_remote_code=trust_remote_code, env=e)
     if e.main:
         res = run_lmeval(lm, tasks, limit, out, batch_size, split, seed, trust_remote_code, log_samples)

@@ -8,7 +8,7 @@ import json, tempfile, time
 from pathlib import Path
 import torch, torch.nn.functional as F
 from lm_eval.api.model import LM
-from lm_eval.api.registry import register_model
+from lm_eval.api.registry import register_model, model_registry
 from .progress import warn_once, quiet_transformers
 from .tasks import make_splits, SUITES
 from .models import DLLM, load_dllm, check_weights
@@ -31,7 +31,6 @@ def load_model(name_or_dir, trust_remote_code:bool=False) -> DLLM:
     return load_dllm(name_or_dir, trust_remote_code=trust_remote_code)
 
 # %% ../nbs/21_lmeval.ipynb #2c251fa7
-@register_model(MODEL_NAME)
 class FairCalibLM(LM):
     "A fair-calib-nb `DLLM` behind lm-eval's `LM` interface (model_args: see above; `dllm=` from Python)."
     def __init__(self, pretrained=None, dllm:DLLM=None, batch_size=64, mc_num:int=32, mc_batch_size:int=None,
@@ -53,6 +52,9 @@ class FairCalibLM(LM):
     def generate_until(self, requests, disable_tqdm:bool=False): return _generate_until(self, requests, disable_tqdm)
     def loglikelihood(self, requests, disable_tqdm:bool=False): return _loglikelihood(self, requests, disable_tqdm)
     def loglikelihood_rolling(self, requests, disable_tqdm:bool=False): return _loglikelihood_rolling(self, requests, disable_tqdm)
+
+if MODEL_NAME not in model_registry: register_model(MODEL_NAME)(FairCalibLM)   # once a process: this notebook re-run, or the library first
+
 
 # %% ../nbs/21_lmeval.ipynb #a176d57f
 def _request_cfg(lm:FairCalibLM, gen_kwargs:dict) -> tuple:

@@ -45,3 +45,20 @@ def test_out_is_a_json_file_or_a_directory_and_a_failed_load_writes_nothing(llad
     assert not (tmp_path/'d').exists()
     (tmp_path/'f').write_text('')
     with pytest.raises(ValueError, match='exists and is not a directory'): run_lmeval(llada, ['sort'], limit=2, out=tmp_path/'f')
+
+
+def test_pipeline_and_dist_do_not_import_lm_eval():
+    "lm-eval is an optional extra: the pipeline (and the data-parallel module it uses) import without it."
+    import subprocess, sys
+    code = "import sys, fair_calib_nb.pipeline, fair_calib_nb.dist; assert 'lm_eval' not in sys.modules, 'lm_eval imported'"
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def test_module_defined_twice_in_one_process():
+    "A second definition of the model class (the notebook run in a process that imported the library) is not refused."
+    import importlib
+    import fair_calib_nb.lmeval as m
+    from lm_eval.api.registry import get_model
+    first = get_model(m.MODEL_NAME)
+    importlib.reload(m)
+    assert get_model(m.MODEL_NAME) is first
