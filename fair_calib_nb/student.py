@@ -17,8 +17,8 @@ from transformers.quantizers.auto import register_quantization_config, register_
 from transformers.utils.quantization_config import QuantizationConfigMixin
 from transformers.core_model_loading import ConversionOps, WeightConverter
 from transformers.quantizers.quantizers_utils import get_module_from_name
-from .progress import logger
-from .models import DLLM, save_generation_config, save_tokenizer
+from .progress import logger, quiet_transformers
+from .models import DLLM, save_generation_config, save_tokenizer, check_weights
 from .compat import remote_code_files, fix_rotary_buffers
 from .prior import Prior
 from .quant import QuantLinear, QuantConfig, ActQuantizer, Student, BNB_FORMATS, quant_layers, deploy_model, set_module
@@ -314,7 +314,8 @@ def _provenance(student) -> dict:
 
 def _write(dllm:DLLM, path:Path, provenance):
     attach_quantizer(dllm, provenance); path.mkdir(parents=True)
-    dllm.model.save_pretrained(path); save_tokenizer(dllm, path)
+    with quiet_transformers(): dllm.model.save_pretrained(path)   # no 'Writing model shards' bar
+    save_tokenizer(dllm, path)
     src = getattr(dllm.model.config, '_name_or_path', None)
     for f in (remote_code_files(src) if src and (Path(src)/'config.json').exists() else []): shutil.copy(Path(src)/f, path/f)
     save_generation_config(dllm, path)
@@ -347,10 +348,12 @@ def load_student(path, trust_remote_code:bool=False, partial:bool=False) -> Stud
     remote = remote_code_files(path)
     if remote and not trust_remote_code:
         raise ValueError(f'{path} carries its own modeling code ({", ".join(remote)}): pass trust_remote_code=True if you trust it')
-    if remote:
-        from fair_calib_nb.compat import load_remote_model
-        model = load_remote_model(path)
-    else: model = AutoModel.from_pretrained(path, local_files_only=True)
+    check_weights(path)   # a truncated weights file is named, not a raw safetensors traceback
+    with quiet_transformers():
+        if remote:
+            from fair_calib_nb.compat import load_remote_model
+            model = load_remote_model(path)
+        else: model = AutoModel.from_pretrained(path, local_files_only=True)
     q = model.config.quantization_config; prov = q.provenance or {}
     log = prov.get('calib_log'); prior = Prior.from_dict(prov['prior']) if prov.get('prior') else None
     if not any((path/f).exists() for f in ('tokenizer.json', 'tokenizer_config.json')):

@@ -355,3 +355,12 @@ def test_cached_weights_grad_nested_stale_and_bf16(llada):
         assert not torch.equal(before, tl(xs))
     b = deploy_model(quantize_model(llada, 'W4A4', bf16_cpu_kernel=True))
     with cached_weights(b.model) as c: assert c.layers == []                  # the fused bf16 kernel: nothing cached
+
+
+def test_truncated_student_weights_are_named(llada, tmp_path):
+    "A student whose model.safetensors was cut short: load_student names the file instead of a raw safetensors traceback."
+    from fair_calib_nb.quant import quantize_model
+    from fair_calib_nb.student import save_student, load_student
+    p = save_student(quantize_model(llada, 'W4A16'), tmp_path/'s')
+    f = p/'model.safetensors'; b = f.read_bytes(); f.write_bytes(b[:len(b) // 2])
+    with pytest.raises(ValueError, match=r'model\.safetensors: cannot read its weights'): load_student(p)
