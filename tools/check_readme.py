@@ -16,6 +16,7 @@ from pathlib import Path
 from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
 from fastcore.xtras import working_directory
+from run_notebooks import drop_plotly_init   # tools/ is this script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 NB = ROOT/'nbs'/'index.ipynb'
@@ -58,7 +59,7 @@ def main():
     for kind, rows in (('NOTICE (learned student, other CPU kernels)', notices), ('DIFFERS', bad)):
         for i, old, new in rows: print(f'{kind}: cell {i}\n  README: {old}\n  now:    {new}', file=sys.stderr)
     if a.write:
-        write_nb(nb, NB); print('stored the outputs: run nbdev_clean and tools/make_readme.py', file=sys.stderr); return 0
+        drop_plotly_init(nb); write_nb(nb, NB); print('stored the outputs: run nbdev_clean and tools/make_readme.py', file=sys.stderr); return 0
     if bad: print(f'check_readme: {len(bad)} cell(s) of nbs/index.ipynb print something else than the README shows', file=sys.stderr)
     return 1 if bad else 0
 

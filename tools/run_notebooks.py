@@ -12,16 +12,19 @@ def skip(cell):
     if cell.cell_type != 'code': return True
     return bool(re.search(r'^#\|\s*eval:\s*false', cell.source, re.M))
 
+def drop_plotly_init(nb):
+    "Drop plotly's one-off notebook init output (a 5 MB copy of plotly.js that names CDNs); figures carry their own JSON."
+    for c in nb.cells:
+        if c.cell_type == 'code':
+            c.outputs = [o for o in c.outputs if not (set(o.get('data', {})) == {'text/html'} and 'plotly.js v' in ''.join(o['data']['text/html']))]
+
 def run(path:Path):
     nb = read_nb(path); t = time.time()
     for c in nb.cells:
         if c.cell_type == 'code': c.outputs, c.execution_count = [], None
     k = CaptureShell(path)
     with working_directory(path.parent): k.run_all(nb, exc_stop=True, preproc=skip)
-    for c in nb.cells:   # drop plotly's one-off notebook init output (a 5 MB copy of plotly.js); figures carry their own JSON
-        if c.cell_type == 'code':
-            c.outputs = [o for o in c.outputs if not (set(o.get('data', {})) == {'text/html'} and 'plotly.js v' in ''.join(o['data']['text/html']))]
-    write_nb(nb, path); print(f'{path.name}: {time.time()-t:.0f}s', flush=True)
+    drop_plotly_init(nb); write_nb(nb, path); print(f'{path.name}: {time.time()-t:.0f}s', flush=True)
 
 if __name__ == '__main__':
     root = Path(__file__).resolve().parent.parent
