@@ -5,6 +5,7 @@
 # %% ../nbs/16_calib.ipynb #ec31d66d
 from __future__ import annotations
 import hashlib, json, math, time
+from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import dataclass, asdict
 import torch, torch.nn as nn
@@ -22,8 +23,8 @@ from .student import save_student, load_student
 # %% auto #0
 __all__ = ['METHODS', 'PRIOR_METHODS', 'DEFAULT_METHOD', 'RECIPES', 'DATA_MODES', 'Method', 'prior_config', 'CalibConfig',
            'CalibrationError', 'CalibData', 'calib_data', 'hidden_weights', 'check_prior', 'loss_weights',
-           'weighted_mse', 'prepare_block', 'block_loss', 'split_rows', 'run_block', 'train_block', 'finalize_block',
-           'calibrate']
+           'weighted_mse', 'output_kl', 'frozen', 'prepare_block', 'block_loss', 'split_rows', 'run_block',
+           'train_block', 'finalize_block', 'calibrate']
 
 # %% ../nbs/16_calib.ipynb #2451d568
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class CalibConfig:
     learn_clips:bool = True       # learn weight and activation clips
     transform_init:str = 'hadamard' # 'hadamard' (start from QuaRot's rotation), 'identity' or 'orthogonal'
     input_mode:str = 'fp'         # block input: 'fp' (full-precision prefix, as FlatQuant) or 'quant' (quantized prefix)
+    objective:str = 'mse'         # 'mse' (the block's output, FlatQuant) or 'kl' (the output distribution at masked positions)
     data:str = None               # 'clean' (the paper's), 'random_mask', 'block_mask' or 'states' (None: the method's)
     states_per_prompt:int = 1     # 'states': decoding states drawn per calibration prompt
     prompt_floor:float = None     # weight of prompt (and, on states, visible) positions; None: 1 (uniform) or the prior's
@@ -127,8 +129,11 @@ def _validate(self:CalibConfig):
             raise ValueError(f'{k} must be a number > 0, got {getattr(self, k)!r}')
     if not 0 <= self.smooth_alpha <= 1: raise ValueError(f'smooth_alpha must be in [0, 1], got {self.smooth_alpha}')
     if self.input_mode not in ('fp', 'quant'): raise ValueError(f"input_mode must be 'fp' or 'quant', got {self.input_mode!r}")
+    if self.objective not in ('mse', 'kl'): raise ValueError(f"objective must be 'mse' or 'kl', got {self.objective!r}")
     if self.data is not None and self.data not in DATA_MODES:
         raise ValueError(f'unknown calibration data mode {self.data!r}; use one of {DATA_MODES}')
+    if self.objective == 'kl' and self.data_mode == 'clean':
+        raise ValueError("objective='kl' is measured at masked positions and clean data has none: use data='random_mask', 'block_mask' or 'states'")
     if self.transform_init not in ('hadamard', 'identity', 'orthogonal'): raise ValueError(f'unknown transform_init {self.transform_init!r}')
     if self.weights not in ('rtn', 'gptq'): raise ValueError(f"weights must be 'rtn' or 'gptq', got {self.weights!r}")
     if self.prompt_floor is not None and not self.prompt_floor >= 0: raise ValueError(f'prompt_floor must be >= 0, got {self.prompt_floor}')
@@ -237,6 +242,24 @@ def weighted_mse(hq:torch.Tensor, h:torch.Tensor, w:torch.Tensor) -> torch.Tenso
     "`sum_i w_i ||hq_i - h_i||^2 / (sum_i w_i * D)`: the mean squared error when every `w_i = 1`."
     return (w[..., None] * (hq - h) ** 2).sum() / (w.sum() * h.shape[-1]).clamp_min(1e-12)
 
+# %% ../nbs/16_calib.ipynb #815bfe70
+def output_kl(teacher:DLLM, l:int):
+    "Loss `f(hq, h, am, w)` of block `l`: KL(teacher || student) of the output distributions through the teacher's later blocks and head."
+    def tail(z, am): return torch.log_softmax(teacher.head(teacher.run_blocks(z, am, start=l + 1)).float(), -1)
+    def loss(hq, h, am, w):
+        with torch.no_grad(): lt = tail(h, am)
+        return (w * (lt.exp() * (lt - tail(hq, am))).sum(-1)).sum() / w.sum().clamp_min(1e-12)
+    return loss
+
+@contextmanager
+def frozen(model:nn.Module):
+    "Parameters of `model` take no gradient inside the block; their `requires_grad` is restored after."
+    ps = [p for p in model.parameters() if p.requires_grad]
+    for p in ps: p.requires_grad_(False)
+    try: yield model
+    finally:
+        for p in ps: p.requires_grad_(True)
+
 # %% ../nbs/16_calib.ipynb #db3e2755
 def _absmax_inputs(dllm:DLLM, block, paths, h, attention_mask, chunk=64):
     "Per-channel max |x| at the input of the first linear of each group, on block input `h`."
@@ -282,12 +305,14 @@ def _params(wrapped):
     return main, clips
 
 @torch.no_grad()
-def block_loss(dllm:DLLM, block:nn.Module, h:torch.Tensor, target:torch.Tensor, am:torch.Tensor, w:torch.Tensor, chunk:int=64) -> float:
-    "`weighted_mse` of the block's outputs on rows `h` against `target`, computed in chunks of rows (no gradient)."
+def block_loss(dllm:DLLM, block:nn.Module, h:torch.Tensor, target:torch.Tensor, am:torch.Tensor, w:torch.Tensor, chunk:int=64,
+               loss_fn=None) -> float:
+    "`weighted_mse` (or `loss_fn(out, target, am, w)`, a weighted mean) of the block's outputs on rows `h`, in chunks of rows (no gradient)."
     num = den = 0.0
     for s in range(0, h.shape[0], chunk):
-        d2 = (dllm.call_block(block, h[s:s+chunk], am[s:s+chunk]) - target[s:s+chunk]) ** 2
-        num += float((w[s:s+chunk, :, None] * d2).sum()); den += float(w[s:s+chunk].sum()) * target.shape[-1]
+        o, ww = dllm.call_block(block, h[s:s+chunk], am[s:s+chunk]), w[s:s+chunk]
+        if loss_fn is None: num += float((ww[..., None] * (o - target[s:s+chunk]) ** 2).sum()); den += float(ww.sum()) * target.shape[-1]
+        else: num += float(loss_fn(o, target[s:s+chunk], am[s:s+chunk], ww)) * float(ww.sum()); den += float(ww.sum())
     return num / max(den, 1e-12)
 
 def split_rows(n:int, holdout:float) -> tuple:
@@ -304,16 +329,16 @@ def run_block(dllm:DLLM, block:nn.Module, h:torch.Tensor, am:torch.Tensor, chunk
     return torch.cat([dllm.call_block(block, h[s:s+chunk], am[s:s+chunk]) for s in range(0, h.shape[0], chunk)])
 
 # %% ../nbs/16_calib.ipynb #e9755bb6
-def _watch(dllm, block, rows, held, log, params, best, ep):
+def _watch(dllm, block, rows, held, log, params, best, ep, loss_fn=None):
     "Record the training-row and held-out losses after epoch `ep` (0: the start); keep a copy of the parameters if best so far."
-    log['train_loss'].append(block_loss(dllm, block, *rows))
-    if held is not None: log['heldout_loss'].append(block_loss(dllm, block, *held))
+    log['train_loss'].append(block_loss(dllm, block, *rows, loss_fn=loss_fn))
+    if held is not None: log['heldout_loss'].append(block_loss(dllm, block, *held, loss_fn=loss_fn))
     crit = (log['heldout_loss'] if held is not None else log['train_loss'])[-1]
     if not best or crit < best[0]: best[:] = [crit, ep, [p.detach().clone() for p in params]]
 
 def train_block(dllm:DLLM, block:nn.Module, wrapped:list, h_in:torch.Tensor, target:torch.Tensor, am:torch.Tensor, w:torch.Tensor,
-                cfg:CalibConfig, desc:str='', progress:bool=None, held:tuple=None) -> dict:
-    "Train one block's transforms, scales and clips; returns its log (`held`: the held-out rows' `(h, target, am, w)`)."
+                cfg:CalibConfig, desc:str='', progress:bool=None, held:tuple=None, loss_fn=None) -> dict:
+    "Train one block's transforms, scales and clips; returns its log (`held`: held-out rows' `(h, target, am, w)`; `loss_fn`: default `weighted_mse`)."
     main, clips = _params(wrapped); log = dict(epoch_loss=[], train_loss=[], heldout_loss=[], best_epoch=None)
     groups = [g for g in ({'params': main, 'lr': cfg.lr}, {'params': clips, 'lr': cfg.lr * cfg.clip_lr_mult}) if g['params']]
     if not groups or cfg.epochs == 0: return log
@@ -323,18 +348,19 @@ def train_block(dllm:DLLM, block:nn.Module, wrapped:list, h_in:torch.Tensor, tar
     rows = (h_in[mon], target[mon], am[mon], w[mon])        # the training-loss curve: up to 256 fixed training rows
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * nb)
     g = torch.Generator().manual_seed(cfg.seed if cfg.order_seed is None else cfg.order_seed)
-    _watch(dllm, block, rows, held, log, params, best, 0)
+    _watch(dllm, block, rows, held, log, params, best, 0, loss_fn)
     bar = progress_bar(range(cfg.epochs), progress, desc=desc, leave=False)
     for ep in bar:
         perm, tot = torch.randperm(N, generator=g), 0.0
         for b in range(nb):
             idx = perm[b*cfg.batch_size:(b+1)*cfg.batch_size]
-            loss = weighted_mse(dllm.call_block(block, h_in[idx], am[idx]), target[idx], w[idx])
+            out = dllm.call_block(block, h_in[idx], am[idx])
+            loss = weighted_mse(out, target[idx], w[idx]) if loss_fn is None else loss_fn(out, target[idx], am[idx], w[idx])
             if not torch.isfinite(loss): raise FloatingPointError(f'{desc}: loss is {loss.item()} at epoch {ep}')
             obj = loss / loss.detach().clamp_min(1e-12) if cfg.normalize_loss else loss
             if cfg.reg: obj = obj + cfg.reg * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start))
             opt.zero_grad(); obj.backward(); opt.step(); sched.step(); tot += loss.item() * len(idx)
-        log['epoch_loss'].append(tot / N); _watch(dllm, block, rows, held, log, params, best, ep + 1)
+        log['epoch_loss'].append(tot / N); _watch(dllm, block, rows, held, log, params, best, ep + 1, loss_fn)
         bar.set_postfix(loss=f'{log["epoch_loss"][-1]:.3e}')
     if cfg.keep_best:
         with torch.no_grad():
@@ -381,17 +407,19 @@ def _start(teacher, cfg, prior, key, checkpoint, resume):
     return student, 0, log
 
 # %% ../nbs/16_calib.ipynb #39131137
-def _block(teacher, student, l, h_fp, h_q, am, w, cfg, progress, split=None):
+def _block(teacher, student, l, h_fp, h_q, am, w, cfg, progress, split=None, w_obj=None):
     "Calibrate block `l`; returns its target (the teacher's output), the student's output and the block's log (losses, time, peak memory)."
     t0 = time.time(); reset_peak(h_fp.device)
     target = run_block(teacher, teacher.blocks[l], h_fp, am)
     h_in = h_fp if cfg.input_mode == 'fp' else h_q
     if not torch.isfinite(target).all(): raise FloatingPointError('the full-precision block output has NaN/inf')
     tr, ho = split if split is not None else (torch.arange(h_in.shape[0]), torch.arange(0))
-    T, H = (h_in[tr], target[tr], am[tr], w[tr]), ((h_in[ho], target[ho], am[ho], w[ho]) if len(ho) else None)
+    wo = w if w_obj is None else w_obj            # the objective's weights (kl: masked positions only); GPTQ and `mse` keep `w`
+    T, H = (h_in[tr], target[tr], am[tr], wo[tr]), ((h_in[ho], target[ho], am[ho], wo[ho]) if len(ho) else None)
     wrapped = prepare_block(student, teacher, l, T[0], T[2], cfg)
-    tl = train_block(student, student.blocks[l], wrapped, *T, cfg, f'block {l}', progress, H) if cfg.trains else {}
-    gptq = finalize_block(student, l, wrapped, cfg, T[0], T[2], T[3])
+    lf = output_kl(teacher, l) if cfg.objective == 'kl' else None
+    tl = train_block(student, student.blocks[l], wrapped, *T, cfg, f'block {l}', progress, H, lf) if cfg.trains else {}
+    gptq = finalize_block(student, l, wrapped, cfg, T[0], T[2], w[tr])
     out = run_block(student, student.blocks[l], h_in, am)
     return target, out, dict(block=l, seconds=round(time.time() - t0, 2), peak_mb=round(peak_mb(h_fp.device)),
                              epoch_loss=tl.get('epoch_loss', []), train_loss=tl.get('train_loss', []), heldout_loss=tl.get('heldout_loss', []),
@@ -416,18 +444,19 @@ def calibrate(teacher:DLLM,               # full-precision model (left untouched
     key = _digest(asdict(cfg), data.x, data.attention_mask, w, model_fingerprint(teacher))
     student, start, log = _start(teacher, cfg, prior, key, checkpoint, resume)
     split = split_rows(len(data), cfg.holdout); log['rows'] = dict(train=len(split[0]), heldout=len(split[1]))
-    h_fp = h_q = teacher.embed(x).detach()
+    h_fp = h_q = teacher.embed(x).detach(); w_obj = w * (x == teacher.mask_id) if cfg.objective == 'kl' else None
     for l in range(start):   # resumed: replay the finished blocks to rebuild their outputs
         if cfg.input_mode == 'quant': h_q = run_block(student, student.blocks[l], h_q, am)
         h_fp = run_block(teacher, teacher.blocks[l], h_fp, am)
-    for l in progress_bar(range(start, len(teacher.blocks)), progress, desc=f'calibrate {cfg.method}', initial=start, total=len(teacher.blocks)):
-        try: h_fp, out, rec = _block(teacher, student, l, h_fp, h_q, am, w, cfg, progress, split)
-        except (FloatingPointError, ValueError) as e:
-            raise CalibrationError(f'calibration stopped in block {l}: {e}; blocks 0..{l-1} are calibrated and intact'
-                                   f'{" (and saved in " + str(checkpoint) + ")" if checkpoint is not None and l else ""}. '
-                                   'Lower lr, or check the model and data for NaN/inf', student, l) from None
-        log['blocks'].append(rec); h_q = out if cfg.input_mode == 'quant' else h_q
-        student.calib_log, student.prior = dict(log, done=l + 1, key=key), prior
-        if checkpoint is not None: save_student(student, checkpoint, deploy=False)
+    with frozen(teacher.model):   # the kl objective backpropagates through the teacher's later blocks, never into them
+        for l in progress_bar(range(start, len(teacher.blocks)), progress, desc=f'calibrate {cfg.method}', initial=start, total=len(teacher.blocks)):
+            try: h_fp, out, rec = _block(teacher, student, l, h_fp, h_q, am, w, cfg, progress, split, w_obj)
+            except (FloatingPointError, ValueError) as e:
+                raise CalibrationError(f'calibration stopped in block {l}: {e}; blocks 0..{l-1} are calibrated and intact'
+                                       f'{" (and saved in " + str(checkpoint) + ")" if checkpoint is not None and l else ""}. '
+                                       'Lower lr, or check the model and data for NaN/inf', student, l) from None
+            log['blocks'].append(rec); h_q = out if cfg.input_mode == 'quant' else h_q
+            student.calib_log, student.prior = dict(log, done=l + 1, key=key), prior
+            if checkpoint is not None: save_student(student, checkpoint, deploy=False)
     student.calib_log = log
     return student

@@ -13,7 +13,8 @@ from .viz import method_color, tidy
 
 # %% auto #0
 __all__ = ['CONVERGE', 'SEED_COLORS', 'load_runs', 'sd', 'end_loss', 'curves_figure', 'spread_rows', 'spread_table',
-           'block_table', 'spread_figure', 'metric_figure', 'choose_recipe', 'pipeline_runs']
+           'block_table', 'spread_figure', 'metric_figure', 'choose_recipe', 'pipeline_runs', 'choose_objective',
+           'confirm_checks']
 
 # %% ../nbs/23_converge.ipynb #c0a4d179
 CONVERGE = DATA/'results'/'converge'
@@ -170,3 +171,42 @@ def pipeline_runs(results_json, setting:str=None) -> dict:
         out.setdefault(setting or r['method'], []).append(dict(setting=setting or r['method'], seed=r['seed'], metrics=r['metrics'],
                                                              calib_seconds=r['times']['calibrate']['seconds'], blocks=[]))
     return {k: sorted(v, key=lambda r: r['seed']) for k, v in out.items()}
+
+# %% ../nbs/23_converge.ipynb #d062e931
+def choose_objective(by_model:dict, arms:list=None, quarot:str='quarot', max_acc_sd:float=0.015, max_kl_rel_sd:float=0.15) -> tuple:
+    "`(chosen arm, scores)` by the rule above; `by_model`: `{model: {setting: [run]}}` (runs with metrics), QuaRot in each."
+    scores = {}
+    for a in arms or sorted({s for runs in by_model.values() for s in runs} - {quarot}):
+        per = []
+        for m, runs in by_model.items():
+            rs, q = [r['metrics'] for r in runs.get(a, []) if 'metrics' in r], [r['metrics'] for r in runs.get(quarot, []) if 'metrics' in r]
+            if not q: raise ValueError(f'{m}: no scored {quarot!r} run to compare with')
+            if not rs: break
+            acc, kl = [x['acc_mean'] for x in rs], [x['kl_answer'] for x in rs]
+            per.append(dict(model=m, seeds=len(rs), acc=statistics.mean(acc), acc_sd=sd(acc) if len(rs) > 1 else float('inf'),
+                            kl=statistics.mean(kl), kl_rel_sd=(sd(kl) if len(rs) > 1 else float('inf')) / statistics.mean(kl),
+                            rel_kl=statistics.mean(kl) / q[0]['kl_answer']))
+        else:
+            ok = all(p['seeds'] >= 2 and p['acc_sd'] <= max_acc_sd and p['kl_rel_sd'] <= max_kl_rel_sd for p in per)
+            scores[a] = dict(rel_kl=statistics.mean(p['rel_kl'] for p in per), eligible=ok, models=per)
+    if not scores: raise ValueError('no arm is scored on every model')
+    pool = {a: s for a, s in scores.items() if s['eligible']} or scores
+    return min(pool, key=lambda a: pool[a]['rel_kl']), scores
+
+# %% ../nbs/23_converge.ipynb #cd0b0a7d
+def confirm_checks(runs:dict, arm:str, quarot:str='quarot') -> tuple:
+    "`(summary, checks)` of `arm` against `quarot` on one model: `{setting: [run]}` with metrics; checks are `(text, met)` pairs."
+    from fair_calib_nb.report import summarize, paired
+    rows = [dict(method=s, seed=r['seed'], metrics=r['metrics']) for s in (arm, quarot) for r in runs.get(s, []) if 'metrics' in r]
+    sm = summarize(rows)
+    if arm not in sm or quarot not in sm: raise ValueError(f'need scored runs of {arm!r} and {quarot!r}')
+    seeds = sm[arm]['acc_mean']['seeds']
+    sm[quarot] = {k: dict(v, seeds=seeds, values=[v['values'][0]] * len(seeds), n=len(seeds)) for k, v in sm[quarot].items()}
+    a, k = sm[arm]['acc_mean'], sm[arm]['kl_answer']
+    d = {n: paired(sm, n, arm, quarot) for n in ('acc_mean', 'kl_answer', 'flip_rate_answer')}
+    f = lambda n, s=1: f"{s * d[n]['mean']:+.4g} [{s * d[n]['ci95'][0]:+.4g}, {s * d[n]['ci95'][1]:+.4g}]"
+    return sm, [(f"seed std of accuracy {100 * a['std']:.2f} points (<= 1.5)", 100 * a['std'] <= 1.5),
+                (f"seed std of answer KL {k['std'] / k['mean']:.0%} of its mean (<= 15%)", k['std'] <= 0.15 * k['mean']),
+                (f"answer KL minus QuaRot's {f('kl_answer')}", d['kl_answer']['ci95'][1] < 0),
+                (f"answer flips minus QuaRot's (points) {f('flip_rate_answer', 100)}", d['flip_rate_answer']['ci95'][1] < 0),
+                (f"accuracy minus QuaRot's (points) {f('acc_mean', 100)}", d['acc_mean']['mean'] > 0)]

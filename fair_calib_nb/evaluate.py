@@ -257,7 +257,7 @@ def own_trajectory_metrics(teacher:DLLM, student:DLLM, prompts:list=None, cfg:De
 def evaluate_student(teacher:DLLM, student:DLLM, splits:dict=None, limit:int=None, cfg:DecodeConfig=None,
                      tf:dict=None, teacher_answers:dict=None, seed:int=0, progress:bool=None, split:str='test',
                      n_lag:int=0, chunk:int=None, cache:bool=True) -> dict:
-    "Accuracy, answer agreement, teacher-forced frontier metrics and, with `n_lag`, own-trajectory metrics (see above)."
+    "Accuracy, answer agreement, teacher-forced frontier metrics, the answers and, with `n_lag`, own-trajectory metrics (see above)."
     check_same_vocab(teacher, student)
     splits = splits or make_splits(0); cfg = cfg or default_decoding(teacher)
     n = max(len(d[split].prompts[:limit]) for d in splits.values())
@@ -273,5 +273,5 @@ def evaluate_student(teacher:DLLM, student:DLLM, splits:dict=None, limit:int=Non
     frontier = pool_counts(list(counts.values()))
     agree = answer_agreement(ans, teacher_answers)
     metrics = dict(acc_mean=acc['mean'], agreement=agree['mean'], **{f'acc_{s}': acc[s] for s in splits}, **frontier)
-    return dict(accuracy=acc, agreement=agree, frontier_counts=counts, metrics=metrics, trajectory=own)
+    return dict(accuracy=acc, agreement=agree, frontier_counts=counts, metrics=metrics, trajectory=own, answers=ans)
 

@@ -239,9 +239,10 @@ def _student(teacher, splits, cfg, method, seed, prior, out, resume, progress):
 def _evaluate(teacher, student, splits, ref, cfg, progress):
     "`evaluate_student` on the evaluation split (under torchrun `dist_evaluate_student`, the problems split over the ranks)."
     kw = dict(tf=ref['tf'], teacher_answers=ref['answers'], progress=progress, split='eval', n_lag=cfg.n_lag)
-    if not dist_env().active: return evaluate_student(teacher, student, splits, **kw)
-    with cached_weights(student.model): row = dist_evaluate_student(teacher, student, splits, chunk=eval_chunk(teacher), **kw)
-    row.pop('answers'); return row                            # the row of one process
+    if not dist_env().active: row = evaluate_student(teacher, student, splits, **kw)
+    else:
+        with cached_weights(student.model): row = dist_evaluate_student(teacher, student, splits, chunk=eval_chunk(teacher), **kw)
+    row.pop('answers'); return row                            # the row of one process, without the answers themselves
 
 def run_one(teacher:DLLM, splits:dict, ref:dict, cfg:PipelineConfig, method:str, seed:int, prior:Prior=None,
             out:Path=None, resume:bool=False, progress:bool=None) -> dict:

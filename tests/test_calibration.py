@@ -158,3 +158,16 @@ def test_recipe_is_deterministic_given_seed_and_order_seed_alone_moves_it(llada,
     assert torch.equal(_logits(a, pairs), _logits(b, pairs)) and a.calib_log['blocks'][0]['heldout_loss'] == b.calib_log['blocks'][0]['heldout_loss']
     c = calibrate(llada, *pairs, CalibConfig(**kw, seed=5, order_seed=2), progress=False)   # other seed, same row order: same student
     assert torch.equal(_logits(a, pairs), _logits(c, pairs))
+
+def test_output_kl_objective_keeps_best_and_leaves_the_teacher(llada, pairs):
+    "objective='kl': held-out KL at masked positions per epoch, keep-best on it, the teacher's weights and requires_grad unchanged."
+    grads, before = [p.requires_grad for p in llada.model.parameters()], _logits(llada, pairs)
+    kw = dict(method='flatquant', data='random_mask', epochs=2, batch_size=8, holdout=0.25, keep_best=True, seed=1)
+    kl = calibrate(llada, *pairs, CalibConfig(**kw, objective='kl'), progress=False)
+    mse = calibrate(llada, *pairs, CalibConfig(**kw), progress=False)
+    for b, m in zip(kl.calib_log['blocks'], mse.calib_log['blocks']):
+        assert len(b['heldout_loss']) == 3 and b['heldout_loss'][b['best_epoch']] == min(b['heldout_loss'])
+        assert b['heldout_loss'][0] != m['heldout_loss'][0]          # another loss on the same rows and start (KL, not block MSE)
+    assert [p.requires_grad for p in llada.model.parameters()] == grads and torch.equal(_logits(llada, pairs), before)
+    assert not torch.equal(_logits(kl, pairs), _logits(mse, pairs))
+    with pytest.raises(ValueError, match='clean data has none'): CalibConfig(objective='kl')

@@ -39,14 +39,23 @@ SETTINGS = {
     'clips_keepbest': (dict(method='flatquant', learn_transforms=False, keep_best=True, **HO), 128),  # QuaRot + learned clips, kept on held-out
     'lr5e-4_keepbest': (dict(method='flatquant', lr=5e-4, keep_best=True, **HO), 128),     # the first candidate scored on val
     'converge': (dict(method='flatquant', recipe='converge'), 128),                        # the named recipe (= clips_keepbest)
+    # the objective (round 3): what a block is calibrated on, rather than how it is optimised
+    'converge_q': (dict(method='flatquant', recipe='converge', input_mode='quant'), 128),  # block input from the quantized prefix
+    'converge_m': (dict(method='flatquant', recipe='converge', data='random_mask'), 128),  # answers partly masked, as in decoding
+    'kb_q': (dict(method='flatquant', keep_best=True, input_mode='quant', **HO), 128),      # FlatQuant + keep-best, quantized prefix
+    'kb_m': (dict(method='flatquant', keep_best=True, data='random_mask', **HO), 128),      # FlatQuant + keep-best, masked answers
+    'kb_qm': (dict(method='flatquant', keep_best=True, input_mode='quant', data='random_mask', **HO), 128),  # both
+    'kb_s': (dict(method='flatquant', keep_best=True, data='states', **HO), 128),          # FlatQuant + keep-best on the teacher's decoding states
+    'kl_m': (dict(method='flatquant', keep_best=True, data='random_mask', objective='kl', **HO), 128),  # output KL at masked positions
+    'kl_qm': (dict(method='flatquant', keep_best=True, data='random_mask', objective='kl', input_mode='quant', **HO), 128),
 }
 
 
-def splits_for(n_calib:int, limit:int):
-    "Calibration problems (first `n_calib` per suite) and the validation split limited to `limit`, as the pipeline draws them."
+def splits_for(n_calib:int, limit:int, split:str='val'):
+    "Calibration problems (first `n_calib` per suite) and `split` limited to `limit` (None: whole), as the pipeline draws them."
     from fair_calib_nb.tasks import make_splits
     sp = make_splits(0, n_calib=max(256, n_calib))      # test and val are drawn first: the same problems for any n_calib
-    return {s: {'calib': d['calib'], 'eval': type(d['val'])(s, d['val'].prompts[:limit], d['val'].answers[:limit])} for s, d in sp.items()}
+    return {s: {'calib': d['calib'], 'eval': type(d[split])(s, d[split].prompts[:limit], d[split].answers[:limit])} for s, d in sp.items()}
 
 
 def _tokens(teacher, P, A) -> int:
@@ -55,14 +64,14 @@ def _tokens(teacher, P, A) -> int:
     return int(calib_data(teacher, P, A).attention_mask.sum())
 
 
-def run_one(teacher, ref, name, seed, limit, do_eval, out:Path) -> dict:
+def run_one(teacher, ref, name, seed, limit, do_eval, out:Path, split:str='val') -> dict:
     import torch
     from dataclasses import asdict
     from fair_calib_nb.calib import CalibConfig, calibrate
     from fair_calib_nb.tasks import calib_pairs
     from fair_calib_nb.evaluate import evaluate_student
     fields, n_calib = SETTINGS[name]
-    cfg = CalibConfig(**fields, seed=seed); sp = splits_for(n_calib, limit)
+    cfg = CalibConfig(**fields, seed=seed); sp = splits_for(n_calib, limit or None, split)
     P, A = calib_pairs(sp, n_calib)
     t0, c0 = time.time(), time.process_time(); st = calibrate(teacher, P, A, cfg, progress=PROGRESS)
     calib_s, calib_cpu = time.time() - t0, time.process_time() - c0
@@ -75,7 +84,8 @@ def run_one(teacher, ref, name, seed, limit, do_eval, out:Path) -> dict:
         t0, c0 = time.time(), time.process_time()
         r = evaluate_student(teacher, st, sp, tf=ref['tf'], teacher_answers=ref['answers'], split='eval', progress=PROGRESS)
         m = r['metrics']; row.update(eval_seconds=round(time.time() - t0, 1), eval_cpu_seconds=round(time.process_time() - c0, 1), limit=limit,
-                                     metrics={k: m[k] for k in ('acc_mean', 'agreement', 'kl_answer', 'flip_rate_answer') if k in m})
+                                     metrics={k: m[k] for k in ('acc_mean', 'agreement', 'kl_answer', 'flip_rate_answer') if k in m},
+                                     split=split, answers=r['answers'])
     return row
 
 
@@ -141,7 +151,8 @@ def main(argv=None):
     ap.add_argument('--settings', nargs='+', default=['flatquant'])
     ap.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3])
     ap.add_argument('--eval', action='store_true', help='also score each student on the validation split')
-    ap.add_argument('--limit', type=int, default=100, help='validation problems per suite (default 100)')
+    ap.add_argument('--limit', type=int, default=100, help='problems per suite scored (0: the whole split; default 100)')
+    ap.add_argument('--split', default='val', choices=['val', 'test'], help="'val' to choose (default), 'test' once to confirm")
     ap.add_argument('--out', type=Path, default=OUT)
     ap.add_argument('--blocks', nargs='+', type=int, help='train these blocks only (a per-block diagnosis; no evaluation)')
     ap.add_argument('--list', action='store_true', help='print the settings and exit')
@@ -168,7 +179,7 @@ def main(argv=None):
                       f"moved P {b['moved_transforms']:.3f}, clips {b['moved_clips']:.3f})" for b in row['blocks']), flush=True)
                 continue
             row = derived(d, name, s)
-            if row is None or (a.eval and 'metrics' not in row): row = run_one(teacher, ref, name, s, a.limit, a.eval, a.out)
+            if row is None or (a.eval and 'metrics' not in row): row = run_one(teacher, ref, name, s, a.limit, a.eval, a.out, a.split)
             else: print(f'{name} s{s}: every block keeps its last epoch: the student is {row["derived_from"]}-s{s}, bit for bit', flush=True)
             f.write_text(json.dumps(row, indent=1))
             hl = [b['heldout_loss'] for b in row['blocks']]
