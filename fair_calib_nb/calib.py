@@ -242,7 +242,7 @@ def weighted_mse(hq:torch.Tensor, h:torch.Tensor, w:torch.Tensor) -> torch.Tenso
     "`sum_i w_i ||hq_i - h_i||^2 / (sum_i w_i * D)`: the mean squared error when every `w_i = 1`."
     return (w[..., None] * (hq - h) ** 2).sum() / (w.sum() * h.shape[-1]).clamp_min(1e-12)
 
-# %% ../nbs/16_calib.ipynb #815bfe70
+# %% ../nbs/16_calib.ipynb #81538725
 def output_kl(teacher:DLLM, l:int):
     "Loss `f(hq, h, am, w)` of block `l`: KL(teacher || student) of the output distributions through the teacher's later blocks and head."
     def tail(z, am): return torch.log_softmax(teacher.head(teacher.run_blocks(z, am, start=l + 1)).float(), -1)
@@ -338,7 +338,7 @@ def _watch(dllm, block, rows, held, log, params, best, ep, loss_fn=None):
 
 def train_block(dllm:DLLM, block:nn.Module, wrapped:list, h_in:torch.Tensor, target:torch.Tensor, am:torch.Tensor, w:torch.Tensor,
                 cfg:CalibConfig, desc:str='', progress:bool=None, held:tuple=None, loss_fn=None) -> dict:
-    "Train one block's transforms, scales and clips; returns its log (`held`: held-out rows' `(h, target, am, w)`; `loss_fn`: default `weighted_mse`)."
+    "Train one block's transforms, scales and clips; returns its log (`held`: held-out rows' `(h, target, am, w)`; `loss_fn`: else `weighted_mse`)."
     main, clips = _params(wrapped); log = dict(epoch_loss=[], train_loss=[], heldout_loss=[], best_epoch=None)
     groups = [g for g in ({'params': main, 'lr': cfg.lr}, {'params': clips, 'lr': cfg.lr * cfg.clip_lr_mult}) if g['params']]
     if not groups or cfg.epochs == 0: return log
