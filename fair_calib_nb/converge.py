@@ -172,7 +172,7 @@ def pipeline_runs(results_json, setting:str=None) -> dict:
                                                              calib_seconds=r['times']['calibrate']['seconds'], blocks=[]))
     return {k: sorted(v, key=lambda r: r['seed']) for k, v in out.items()}
 
-# %% ../nbs/23_converge.ipynb #d062e931
+# %% ../nbs/23_converge.ipynb #61f9f461
 def choose_objective(by_model:dict, arms:list=None, quarot:str='quarot', max_acc_sd:float=0.015, max_kl_rel_sd:float=0.15) -> tuple:
     "`(chosen arm, scores)` by the rule above; `by_model`: `{model: {setting: [run]}}` (runs with metrics), QuaRot in each."
     scores = {}
@@ -193,7 +193,7 @@ def choose_objective(by_model:dict, arms:list=None, quarot:str='quarot', max_acc
     pool = {a: s for a, s in scores.items() if s['eligible']} or scores
     return min(pool, key=lambda a: pool[a]['rel_kl']), scores
 
-# %% ../nbs/23_converge.ipynb #cd0b0a7d
+# %% ../nbs/23_converge.ipynb #e5b18789
 def confirm_checks(runs:dict, arm:str, quarot:str='quarot') -> tuple:
     "`(summary, checks)` of `arm` against `quarot` on one model: `{setting: [run]}` with metrics; checks are `(text, met)` pairs."
     from fair_calib_nb.report import summarize, paired
