@@ -14,7 +14,7 @@ from .viz import method_color, tidy
 # %% auto #0
 __all__ = ['CONVERGE', 'SEED_COLORS', 'load_runs', 'sd', 'end_loss', 'curves_figure', 'spread_rows', 'spread_table',
            'block_table', 'spread_figure', 'metric_figure', 'choose_recipe', 'pipeline_runs', 'choose_objective',
-           'confirm_checks']
+           'time_quality_figure', 'confirm_checks']
 
 # %% ../nbs/23_converge.ipynb #c0a4d179
 CONVERGE = DATA/'results'/'converge'
@@ -192,6 +192,24 @@ def choose_objective(by_model:dict, arms:list=None, quarot:str='quarot', max_acc
     if not scores: raise ValueError('no arm is scored on every model')
     pool = {a: s for a, s in scores.items() if s['eligible']} or scores
     return min(pool, key=lambda a: pool[a]['rel_kl']), scores
+
+# %% ../nbs/23_converge.ipynb #c1133117
+def time_quality_figure(by_model:dict, arms:list, quarot:str='quarot', title:str='') -> go.Figure:
+    "Calibration seconds per student against answer KL relative to QuaRot's (1 = QuaRot), one point per seed, a panel per model."
+    fig = make_subplots(rows=1, cols=len(by_model), subplot_titles=list(by_model), shared_yaxes=True)
+    for j, (m, runs) in enumerate(by_model.items(), 1):
+        q = [r['metrics']['kl_answer'] for r in runs.get(quarot, []) if 'metrics' in r]
+        if not q: raise ValueError(f'{m}: no scored {quarot!r} run to compare with')
+        for a in [a for a in arms if a in runs]:
+            rs = [r for r in runs[a] if 'metrics' in r]
+            fig.add_trace(go.Scatter(x=[r['calib_seconds'] for r in rs], y=[r['metrics']['kl_answer'] / q[0] for r in rs], mode='markers',
+                                     name=a, legendgroup=a, showlegend=j == 1, marker=dict(color=method_color(a), size=10),
+                                     text=[f"{a} seed {r['seed']}" for r in rs]), row=1, col=j)
+        fig.add_hline(y=1, line=dict(color='grey', dash='dot'), row=1, col=j)
+    fig.update_xaxes(title_text='calibration (s per student, 1 thread)'); fig.update_yaxes(title_text='answer KL / QuaRot', col=1)
+    fig.update_layout(title=title, height=420, width=1000, template='plotly_white')
+    return tidy(fig)
+
 
 # %% ../nbs/23_converge.ipynb #e5b18789
 def confirm_checks(runs:dict, arm:str, quarot:str='quarot') -> tuple:

@@ -48,6 +48,9 @@ SETTINGS = {
     'kb_s': (dict(method='flatquant', keep_best=True, data='states', **HO), 128),          # FlatQuant + keep-best on the teacher's decoding states
     'kl_m': (dict(method='flatquant', keep_best=True, data='random_mask', objective='kl', **HO), 128),  # output KL at masked positions
     'kl_qm': (dict(method='flatquant', keep_best=True, data='random_mask', objective='kl', input_mode='quant', **HO), 128),
+    # the confirmation with GPTQ weight rounding (issue 28: the same rounding on both sides)
+    'quarot_gptq': (dict(method='quarot', weights='gptq'), 128),
+    'kb_s_gptq': (dict(method='flatquant', keep_best=True, data='states', weights='gptq', **HO), 128),
 }
 
 
