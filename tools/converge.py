@@ -159,6 +159,7 @@ def main(argv=None):
     ap.add_argument('--out', type=Path, default=OUT)
     ap.add_argument('--blocks', nargs='+', type=int, help='train these blocks only (a per-block diagnosis; no evaluation)')
     ap.add_argument('--list', action='store_true', help='print the settings and exit')
+    ap.add_argument('--threads', type=int, default=1, help='torch threads (default 1: the runs in data/results/converge)')
     a = ap.parse_args(argv)
     if a.list:
         for k, (f, n) in SETTINGS.items(): print(f'{k:16s} n_calib={n:5d} {f}')
@@ -166,7 +167,7 @@ def main(argv=None):
     bad = [s for s in a.settings if s not in SETTINGS]
     if bad: ap.error(f'unknown settings {bad}; use --list')
     import torch
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     from fair_calib_nb.models import load_dllm
     teacher, ref = load_dllm(a.model), {}
     d = a.out/(a.model + ('-blocks' if a.blocks else '')); d.mkdir(parents=True, exist_ok=True)
