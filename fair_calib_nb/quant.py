@@ -485,9 +485,11 @@ def quantize_(self:ActQuantizer, x:torch.Tensor) -> torch.Tensor:
 
 @patch
 def _cache_key(self:QuantLinear) -> tuple:
-    "What the cached weight was computed from: the weight tensor (or packed weight and its state) and its in-place version."
-    if not self.deployed: return (id(self.weight), self.weight._version, id(self.weight_clip_raw))
-    w = self.linear4bit.weight; return (id(w), id(w.data), w._version, id(w.quant_state))
+    "What the cached weight was computed from: each tensor's storage (`data_ptr`, not the id of a `.data` view) and in-place version."
+    if not self.deployed:
+        w, c = self.weight, self.weight_clip_raw
+        return (w.data_ptr(), w._version) + (() if c is None else (c.data_ptr(), c._version))
+    w = self.linear4bit.weight; return (id(w), w.data_ptr(), w._version, id(w.quant_state))
 
 @patch
 def _eval_weight(self:QuantLinear):

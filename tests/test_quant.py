@@ -339,6 +339,24 @@ def test_act_quantize_inplace_bit_identical(kw):
     aq = ActQuantizer(**kw); x = torch.randn(3, 9, 64) * torch.rand(3, 9, 1) * 5
     with torch.no_grad(): assert bits_equal(aq.quantize_(x), aq(x))
     assert bits_equal(aq.quantize_(x.to(torch.bfloat16)), aq(x.to(torch.bfloat16)))
+    z = torch.zeros(2, 3, 64); z[0, 1] = -0.0                                   # all-zero rows: scale falls back to 1 either way
+    assert bits_equal(aq.quantize_(z), aq(z))
+    for bad in (float('nan'), float('inf'), -float('inf')):                      # the one-pass statistics still see NaN/inf
+        xb = x.clone(); xb[1, 2, 3] = bad
+        with pytest.raises(ValueError, match='NaN/inf'): aq.quantize_(xb)
+
+@pytest.mark.parametrize('deployed', [False, True])
+def test_cached_weights_computed_once(llada, batch, deployed):
+    "Inside the context no forward recomputes a weight (the key once held the id of a temporary `.data` view: every forward missed)."
+    s = quantize_model(llada, 'W4A4'); s = deploy_model(s) if deployed else s
+    x, am = batch; calls = []; orig = QuantLinear._eval_weight
+    try:
+        QuantLinear._eval_weight = lambda self: calls.append(self) or orig(self)
+        with cached_weights(s.model) as c, torch.no_grad():
+            entered = len(calls); a = s.logits(x, am); b = s.logits(x, am)
+        assert entered == len(c.layers) == len(quant_layers(s)) and len(calls) == entered   # computed on entry, never again
+        assert torch.equal(a, b)
+    finally: QuantLinear._eval_weight = orig
 
 def test_cached_weights_grad_nested_stale_and_bf16(llada):
     s = deploy_model(quantize_model(llada, 'W4A4')); ql = next(iter(quant_layers(s).values()))
