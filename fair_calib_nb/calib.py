@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib, json, math, time
 from contextlib import contextmanager
 from pathlib import Path
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 import torch, torch.nn as nn
 from .progress import progress_bar, reset_peak, peak_mb
 from .models import DLLM
@@ -24,7 +24,7 @@ from .student import save_student, load_student
 __all__ = ['METHODS', 'PRIOR_METHODS', 'DEFAULT_METHOD', 'RECIPES', 'DATA_MODES', 'Method', 'prior_config', 'CalibConfig',
            'CalibrationError', 'CalibData', 'calib_data', 'hidden_weights', 'check_prior', 'loss_weights',
            'weighted_mse', 'output_kl', 'frozen', 'prepare_block', 'block_loss', 'split_rows', 'run_block',
-           'train_block', 'finalize_block', 'calibrate']
+           'train_block', 'finalize_block', 'calibrate', 'best_rotation']
 
 # %% ../nbs/16_calib.ipynb #2451d568
 @dataclass(frozen=True)
@@ -98,6 +98,8 @@ class CalibConfig:
     smooth_alpha:float = 0.3      # SmoothQuant migration strength of the scale init
     smooth:bool = False           # learn smoothing scales; off by default (no gain measured on the tiny models)
     learn_clips:bool = True       # learn weight and activation clips
+    rotation_signs:bool = False   # random +-1 per channel before each rotation (QuaRot's randomized Hadamard; and the learned start), from `seed`
+    rotation_trials:int = 1       # > 1: that many sign draws, the student of lowest `output_kl` kept (`best_rotation`)
     transform_init:str = 'hadamard' # 'hadamard' (start from QuaRot's rotation), 'identity' or 'orthogonal'
     input_mode:str = 'fp'         # block input: 'fp' (full-precision prefix, as FlatQuant) or 'quant' (quantized prefix)
     objective:str = 'mse'         # 'mse' (the block's output, FlatQuant) or 'kl' (the output distribution at masked positions)
@@ -135,6 +137,10 @@ def _validate(self:CalibConfig):
     if self.objective == 'kl' and self.data_mode == 'clean':
         raise ValueError("objective='kl' is measured at masked positions and clean data has none: use data='random_mask', 'block_mask' or 'states'")
     if self.transform_init not in ('hadamard', 'identity', 'orthogonal'): raise ValueError(f'unknown transform_init {self.transform_init!r}')
+    if not isinstance(self.rotation_trials, int) or isinstance(self.rotation_trials, bool) or self.rotation_trials < 1:
+        raise ValueError(f'rotation_trials must be an integer >= 1, got {self.rotation_trials!r}')
+    if self.rotation_trials > 1 and not self.rotation_signs:
+        raise ValueError('rotation_trials > 1 compares random-sign rotations: set rotation_signs=True as well')
     if self.weights not in ('rtn', 'gptq'): raise ValueError(f"weights must be 'rtn' or 'gptq', got {self.weights!r}")
     if self.prompt_floor is not None and not self.prompt_floor >= 0: raise ValueError(f'prompt_floor must be >= 0, got {self.prompt_floor}')
     if self.permute and METHODS[self.method].weighting == 'uniform':
@@ -278,10 +284,10 @@ def prepare_block(student:DLLM, teacher:DLLM, l:int, h:torch.Tensor, attention_m
     kind = METHODS[cfg.method].transform
     if kind == 'none': return []
     groups, gen = student.family.groups, torch.Generator().manual_seed(cfg.seed * 1000 + l)
-    if kind == 'hadamard': make_t, make_s = (lambda name, d: HadamardTransform(d, seed=cfg.seed)), None
+    if kind == 'hadamard': make_t, make_s = (lambda name, d: HadamardTransform(d, seed=cfg.seed, signs=gen if cfg.rotation_signs else None)), None
     else:
         stats = _absmax_inputs(teacher, teacher.blocks[l], [g[1][0] for g in groups], h, attention_mask) if cfg.smooth else {}
-        make_t = lambda name, d: KronTransform(d, cfg.transform_init, gen)
+        make_t = lambda name, d: KronTransform(d, cfg.transform_init, gen, signs=gen if cfg.rotation_signs else None)
         weights_of = lambda paths: [student.blocks[l].get_submodule(p).weight for p in paths]
         make_s = (lambda name, paths: Smooth(smooth_scales(stats[paths[0]], weights_of(paths), cfg.smooth_alpha))) if cfg.smooth else None
     wrapped = wrap_block(student.blocks[l], groups, make_t, make_s, l)
@@ -438,6 +444,8 @@ def calibrate(teacher:DLLM,               # full-precision model (left untouched
              ) -> Student:
     "Quantize `teacher` with `cfg.method`, calibrating block by block; returns the `Student` with its log and prior."
     cfg = (cfg or CalibConfig()).validate(); torch.manual_seed(cfg.seed)
+    if cfg.rotation_trials > 1:                      # several random-sign rotations, the best kept (`best_rotation`, below)
+        return best_rotation(teacher, prompts, answers, cfg, prior=prior, weights=weights, progress=progress, checkpoint=checkpoint)
     data = calib_data(teacher, prompts, answers, cfg.data_mode, cfg.seed, cfg.states_per_prompt, progress=progress)
     am = data.attention_mask.to(teacher.device); x = data.x.to(teacher.device)
     w = loss_weights(teacher, cfg, data, prior, weights).to(teacher.device)
@@ -460,3 +468,29 @@ def calibrate(teacher:DLLM,               # full-precision model (left untouched
             if checkpoint is not None: save_student(student, checkpoint, deploy=False)
     student.calib_log = log
     return student
+
+# %% ../nbs/16_calib.ipynb #b7e3a1c1
+def output_kl(teacher:DLLM, student:DLLM, data:CalibData, chunk:int=64) -> float:
+    "Mean KL(teacher || student) at the masked answer positions of calibration rows `data` (the decisions still open)."
+    m = data.x == teacher.mask_id; m[:, :data.prompt_length] = False
+    if not m.any(): raise ValueError('output_kl needs masked answer positions: pass decoding states or masked calibration data')
+    tot = 0.0
+    with torch.no_grad():
+        for s in range(0, len(data), chunk):
+            x, am, mm = data.x[s:s+chunk], data.attention_mask[s:s+chunk], m[s:s+chunk]
+            t, q = (d.logits(x, am).float().log_softmax(-1)[mm.to(x.device)] for d in (teacher, student))
+            tot += float((t.exp() * (t - q)).sum())
+    return tot / int(m.sum())
+
+def best_rotation(teacher:DLLM, prompts:list, answers:list, cfg:CalibConfig, progress:bool=None, checkpoint=None, **kw) -> DLLM:
+    "Calibrate `cfg.rotation_trials` students with random-sign rotations; keep the one of lowest `output_kl` on the calibration states."
+    states, trials, best = calib_data(teacher, prompts, answers, 'states', cfg.seed, progress=progress), [], None
+    for k in progress_bar(range(cfg.rotation_trials), progress, desc=f'{cfg.method}: rotation trials'):
+        seed = cfg.seed * cfg.rotation_trials + k
+        st = calibrate(teacher, prompts, answers, replace(cfg, rotation_trials=1, seed=seed), progress=False, **kw)
+        trials.append(dict(seed=seed, output_kl=output_kl(teacher, st, states)))
+        if best is None or trials[-1]['output_kl'] < best[0]: best = (trials[-1]['output_kl'], seed, st)
+    st = best[2]; st.calib_log = dict(st.calib_log, rotation_trials=trials, rotation_seed=best[1])
+    if checkpoint is not None: save_student(st, checkpoint, deploy=False)
+    return st
+

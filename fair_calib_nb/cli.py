@@ -32,8 +32,8 @@ RUN_MARKERS = ('model', 'methods', 'n_probe', 'eval_split')                     
 CALIB_FIELDS = dict(method='str', quant='str', w_format='str?', blocksize='int', keep='tuple', weights='str', gptq_damp='float',
     gptq_act_order='bool', epochs='int', batch_size='int', recipe='str', lr='float?', clip_lr_mult='float?', holdout='float?',
     keep_best='bool?', reg='float?', order_seed='int?', learn_transforms='bool?', smooth_alpha='float', smooth='bool', learn_clips='bool',
-    transform_init='str', input_mode='str', objective='str', data='str?', states_per_prompt='int', prompt_floor='float?', permute='bool',
-    normalize_loss='bool', deploy='bool', seed='int')
+    rotation_signs='bool', rotation_trials='int', transform_init='str', input_mode='str', objective='str', data='str?', states_per_prompt='int',
+    prompt_floor='float?', permute='bool', normalize_loss='bool', deploy='bool', seed='int')
 PRIOR_FIELDS = dict(n_probe='int', rule='str', schedule='str', boost='float', lambda1='float', frontier='bool', reliability='str',
     scope='str', rel_norm='str', fragility='bool', prompt_floor='float', seed='int')
 _KINDS = dict(float=('a number', lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),

@@ -9,7 +9,8 @@ import torch, torch.nn as nn
 from .progress import warn_once
 
 # %% auto #0
-__all__ = ['kron_factors', 'kron_apply', 'random_orthogonal', 'KronTransform', 'hadamard', 'HadamardTransform', 'smooth_scales']
+__all__ = ['kron_factors', 'kron_apply', 'random_orthogonal', 'random_signs', 'KronTransform', 'hadamard', 'HadamardTransform',
+           'smooth_scales']
 
 # %% ../nbs/12_transforms.ipynb #342ff34a
 def kron_factors(d:int) -> tuple:
@@ -30,14 +31,19 @@ def random_orthogonal(n:int, generator:torch.Generator=None) -> torch.Tensor:
     q, r = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
     return (q * torch.sign(torch.diagonal(r))[None]).float()
 
+def random_signs(n:int, generator:torch.Generator) -> torch.Tensor:
+    "A column (n, 1) of random +-1: `random_signs(n, g) * M` flips rows of `M` (QuaRot's randomized Hadamard)."
+    return (torch.randint(0, 2, (n, 1), generator=generator) * 2 - 1).float()
+
 class KronTransform(nn.Module):
-    "Invertible `P = P1 (x) P2` acting on the last dimension `d`."
-    def __init__(self, d:int, init:str='identity', generator:torch.Generator=None, learnable:bool=True):
+    "Invertible `P = P1 (x) P2` acting on the last dimension `d` (rows of the factors flipped by random signs from `signs`)."
+    def __init__(self, d:int, init:str='identity', generator:torch.Generator=None, learnable:bool=True, signs:torch.Generator=None):
         super().__init__(); self.d = d; a, b = kron_factors(d)
         if init == 'identity': P1, P2 = torch.eye(a), torch.eye(b)
         elif init == 'orthogonal': P1, P2 = random_orthogonal(a, generator), random_orthogonal(b, generator)
         elif init == 'hadamard': P1, P2 = (_hadamard_or_orthogonal(n, generator) for n in (a, b))
         else: raise ValueError(f"unknown transform init {init!r}; use 'identity', 'orthogonal' or 'hadamard'")
+        if signs is not None: P1, P2 = random_signs(a, signs).to(P1.dtype) * P1, random_signs(b, signs).to(P2.dtype) * P2
         if learnable: self.P1, self.P2 = nn.Parameter(P1), nn.Parameter(P2)
         else: self.register_buffer('P1', P1); self.register_buffer('P2', P2)
     def extra_repr(self): return f'd={self.d}, factors={tuple(self.P1.shape[0:1]) + tuple(self.P2.shape[0:1])}'
@@ -100,14 +106,16 @@ def _hadamard_or_orthogonal(n, generator=None):
         return random_orthogonal(n, generator)
 
 class HadamardTransform(nn.Module):
-    "QuaRot's fixed rotation `x H`; same interface as `KronTransform` (no learnable parameters)."
-    def __init__(self, d:int, fallback:bool=True, seed:int=0):
+    "QuaRot's fixed rotation `x H` (`x diag(s) H` with random signs `s` drawn from `signs`); same interface as `KronTransform`."
+    def __init__(self, d:int, fallback:bool=True, seed:int=0, signs:torch.Generator=None):
         super().__init__(); self.d = d
         try: H = hadamard(d); self.kind = 'hadamard'
         except ValueError:
             if not fallback: raise
             warn_once(f'no Hadamard matrix of order {d}: QuaRot uses a seeded random orthogonal matrix instead', key=f'hadamard-{d}')
             H = random_orthogonal(d, torch.Generator().manual_seed(seed)); self.kind = 'random-orthogonal'
+        if signs is not None:                                # QuaRot's randomized Hadamard: still orthonormal
+            H = random_signs(d, signs).to(H.dtype) * H; self.kind += ' with random signs'
         self.register_buffer('H', H)
     def extra_repr(self): return f'd={self.d}, kind={self.kind}'
     def forward(self, x): return x @ self.H.to(x.dtype)

@@ -51,6 +51,10 @@ SETTINGS = {
     # the confirmation with GPTQ weight rounding (issue 28: the same rounding on both sides)
     'quarot_gptq': (dict(method='quarot', weights='gptq'), 128),
     'kb_s_gptq': (dict(method='flatquant', keep_best=True, data='states', weights='gptq', **HO), 128),
+    # the null floor (round 4): QuaRot's randomized Hadamard, random +-1 per channel from the seed; nothing is learned
+    'quarot_rs': (dict(method='quarot', rotation_signs=True), 128),
+    'quarot_best8': (dict(method='quarot', rotation_signs=True, rotation_trials=8), 128),  # 8 sign draws, lowest output_kl kept
+    'kb_s_rs': (dict(method='flatquant', keep_best=True, data='states', rotation_signs=True, **HO), 128),  # kb_s from a randomized start
 }
 
 
@@ -82,6 +86,7 @@ def run_one(teacher, ref, name, seed, limit, do_eval, out:Path, split:str='val')
                config=asdict(cfg), calib_seconds=round(calib_s, 1), calib_cpu_seconds=round(calib_cpu, 1), threads=torch.get_num_threads(),
                blocks=[{k: b.get(k) for k in ('block', 'seconds', 'epoch_loss', 'train_loss', 'heldout_loss', 'best_epoch', 'mse', 'heldout_mse')}
                        for b in st.calib_log['blocks']])
+    if 'rotation_trials' in st.calib_log: row.update(rotation_trials=st.calib_log['rotation_trials'], rotation_seed=st.calib_log['rotation_seed'])
     if do_eval:
         if ref.get('tf') is None: ref.update(_teacher(teacher, sp))
         t0, c0 = time.time(), time.process_time()
@@ -172,7 +177,7 @@ def main(argv=None):
     teacher, ref = load_dllm(a.model), {}
     d = a.out/(a.model + ('-blocks' if a.blocks else '')); d.mkdir(parents=True, exist_ok=True)
     for name in a.settings:
-        seeds = a.seeds[:1] if SETTINGS[name][0]['method'] == 'quarot' else a.seeds
+        seeds = a.seeds[:1] if SETTINGS[name][0]['method'] == 'quarot' and not SETTINGS[name][0].get('rotation_signs') else a.seeds
         for s in seeds:
             f = d/f'{name}-s{s}.json'
             if f.exists() and ('metrics' in json.loads(f.read_text()) or not a.eval): print('kept', f, flush=True); continue
