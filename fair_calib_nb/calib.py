@@ -24,7 +24,7 @@ from .student import save_student, load_student
 __all__ = ['METHODS', 'PRIOR_METHODS', 'DEFAULT_METHOD', 'RECIPES', 'DATA_MODES', 'Method', 'prior_config', 'CalibConfig',
            'CalibrationError', 'CalibData', 'calib_data', 'hidden_weights', 'check_prior', 'loss_weights',
            'weighted_mse', 'output_kl', 'frozen', 'prepare_block', 'block_loss', 'split_rows', 'run_block',
-           'train_block', 'finalize_block', 'calibrate', 'best_rotation']
+           'train_block', 'finalize_block', 'calibrate', 'student_kl', 'best_rotation']
 
 # %% ../nbs/16_calib.ipynb #2451d568
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class CalibConfig:
     smooth:bool = False           # learn smoothing scales; off by default (no gain measured on the tiny models)
     learn_clips:bool = True       # learn weight and activation clips
     rotation_signs:bool = False   # random +-1 per channel before each rotation (QuaRot's randomized Hadamard; and the learned start), from `seed`
-    rotation_trials:int = 1       # > 1: that many sign draws, the student of lowest `output_kl` kept (`best_rotation`)
+    rotation_trials:int = 1       # > 1: that many sign draws, the student of lowest `student_kl` kept (`best_rotation`)
     transform_init:str = 'hadamard' # 'hadamard' (start from QuaRot's rotation), 'identity' or 'orthogonal'
     input_mode:str = 'fp'         # block input: 'fp' (full-precision prefix, as FlatQuant) or 'quant' (quantized prefix)
     objective:str = 'mse'         # 'mse' (the block's output, FlatQuant) or 'kl' (the output distribution at masked positions)
@@ -470,10 +470,10 @@ def calibrate(teacher:DLLM,               # full-precision model (left untouched
     return student
 
 # %% ../nbs/16_calib.ipynb #b7e3a1c1
-def output_kl(teacher:DLLM, student:DLLM, data:CalibData, chunk:int=64) -> float:
+def student_kl(teacher:DLLM, student:DLLM, data:CalibData, chunk:int=64) -> float:
     "Mean KL(teacher || student) at the masked answer positions of calibration rows `data` (the decisions still open)."
     m = data.x == teacher.mask_id; m[:, :data.prompt_length] = False
-    if not m.any(): raise ValueError('output_kl needs masked answer positions: pass decoding states or masked calibration data')
+    if not m.any(): raise ValueError('student_kl needs masked answer positions: pass decoding states or masked calibration data')
     tot = 0.0
     with torch.no_grad():
         for s in range(0, len(data), chunk):
@@ -483,12 +483,12 @@ def output_kl(teacher:DLLM, student:DLLM, data:CalibData, chunk:int=64) -> float
     return tot / int(m.sum())
 
 def best_rotation(teacher:DLLM, prompts:list, answers:list, cfg:CalibConfig, progress:bool=None, checkpoint=None, **kw) -> DLLM:
-    "Calibrate `cfg.rotation_trials` students with random-sign rotations; keep the one of lowest `output_kl` on the calibration states."
+    "Calibrate `cfg.rotation_trials` students with random-sign rotations; keep the one of lowest `student_kl` on the calibration states."
     states, trials, best = calib_data(teacher, prompts, answers, 'states', cfg.seed, progress=progress), [], None
     for k in progress_bar(range(cfg.rotation_trials), progress, desc=f'{cfg.method}: rotation trials'):
         seed = cfg.seed * cfg.rotation_trials + k
         st = calibrate(teacher, prompts, answers, replace(cfg, rotation_trials=1, seed=seed), progress=False, **kw)
-        trials.append(dict(seed=seed, output_kl=output_kl(teacher, st, states)))
+        trials.append(dict(seed=seed, output_kl=student_kl(teacher, st, states)))
         if best is None or trials[-1]['output_kl'] < best[0]: best = (trials[-1]['output_kl'], seed, st)
     st = best[2]; st.calib_log = dict(st.calib_log, rotation_trials=trials, rotation_seed=best[1])
     if checkpoint is not None: save_student(st, checkpoint, deploy=False)

@@ -168,8 +168,8 @@ def test_quarot_rotation_signs_seeded_and_reloaded(llada, pairs, tmp_path):
     assert torch.equal(la, _logits(a2, pairs)) and not torch.equal(la, lb) and not torch.equal(la, _logits(plain, pairs))
     assert torch.equal(la, _logits(load_student(save_student(a, tmp_path/'rs')), pairs))
 
-def test_rotation_trials_keep_the_lowest_output_kl(llada, pairs, tmp_path):
-    "rotation_trials=K: K sign draws (seeds seed*K..seed*K+K-1), the student of lowest output_kl on the calibration states kept."
+def test_rotation_trials_keep_the_lowest_student_kl(llada, pairs, tmp_path):
+    "rotation_trials=K: K sign draws (seeds seed*K..seed*K+K-1), the student of lowest student_kl on the calibration states kept."
     kw = dict(method='quarot', rotation_signs=True)
     best = calibrate(llada, *pairs, CalibConfig(**kw, rotation_trials=3, seed=1), progress=False, checkpoint=tmp_path/'ck')
     trials = best.calib_log['rotation_trials']; kls = [t['output_kl'] for t in trials]
@@ -177,12 +177,12 @@ def test_rotation_trials_keep_the_lowest_output_kl(llada, pairs, tmp_path):
     pick = min(trials, key=lambda t: t['output_kl'])['seed']; assert best.calib_log['rotation_seed'] == pick
     states = calib_data(llada, *pairs, 'states', 1)
     one = calibrate(llada, *pairs, CalibConfig(**kw, seed=pick), progress=False)
-    assert torch.equal(_logits(best, pairs), _logits(one, pairs)) and output_kl(llada, one, states) == min(kls)
+    assert torch.equal(_logits(best, pairs), _logits(one, pairs)) and student_kl(llada, one, states) == min(kls)
     assert torch.equal(_logits(load_student(tmp_path/'ck'), pairs), _logits(best, pairs))
-    assert output_kl(llada, llada, states) == 0
+    assert student_kl(llada, llada, states) == 0
     with pytest.raises(ValueError, match='rotation_signs=True'): CalibConfig(method='quarot', rotation_trials=2)
     with pytest.raises(ValueError, match='rotation_trials must be an integer'): CalibConfig(rotation_trials=0)
-    with pytest.raises(ValueError, match='masked answer positions'): output_kl(llada, one, calib_data(llada, *pairs))
+    with pytest.raises(ValueError, match='masked answer positions'): student_kl(llada, one, calib_data(llada, *pairs))
 
 def test_output_kl_objective_keeps_best_and_leaves_the_teacher(llada, pairs):
     "objective='kl': held-out KL at masked positions per epoch, keep-best on it, the teacher's weights and requires_grad unchanged."

@@ -353,8 +353,8 @@ def test_cached_weights_computed_once(llada, batch, deployed):
     try:
         QuantLinear._eval_weight = lambda self: calls.append(self) or orig(self)
         with cached_weights(s.model) as c, torch.no_grad():
-            entered = len(calls); a = s.logits(x, am); b = s.logits(x, am)
-        assert entered == len(c.layers) == len(quant_layers(s)) and len(calls) == entered   # computed on entry, never again
+            entered, cached = len(calls), len(c.layers); a = s.logits(x, am); b = s.logits(x, am)
+        assert entered == cached == len(quant_layers(s)) and len(calls) == entered   # computed on entry, never again
         assert torch.equal(a, b)
     finally: QuantLinear._eval_weight = orig
 

@@ -53,7 +53,7 @@ SETTINGS = {
     'kb_s_gptq': (dict(method='flatquant', keep_best=True, data='states', weights='gptq', **HO), 128),
     # the null floor (round 4): QuaRot's randomized Hadamard, random +-1 per channel from the seed; nothing is learned
     'quarot_rs': (dict(method='quarot', rotation_signs=True), 128),
-    'quarot_best8': (dict(method='quarot', rotation_signs=True, rotation_trials=8), 128),  # 8 sign draws, lowest output_kl kept
+    'quarot_best8': (dict(method='quarot', rotation_signs=True, rotation_trials=8), 128),  # 8 sign draws, lowest student_kl kept
     'kb_s_rs': (dict(method='flatquant', keep_best=True, data='states', rotation_signs=True, **HO), 128),  # kb_s from a randomized start
 }
 

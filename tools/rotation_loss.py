@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Calibration loss of QuaRot's randomized Hadamard students (`rotation_signs=True`, one student per seed) on the teacher's
 decoding states drawn once (seed 0) for every seed, so only the rotation differs: per block the block MSE, and for the
-whole student `calib.output_kl`: KL(teacher || student) at the masked answer positions of those states (calibration rows only). Notebook 23_converge
+whole student `calib.student_kl`: KL(teacher || student) at the masked answer positions of those states (calibration rows only). Notebook 23_converge
 correlates it with each student's answer KL on validation (`tools/converge.py --settings quarot_rs --eval`). Nothing is
 learned, so the loss is the block MSE of the rotated, rounded student; the student is the same one `quarot_rs` scores.
 
@@ -28,7 +28,7 @@ def main(argv=None):
     try:
         for s in a.seeds:
             st = C.calibrate(teacher, P, A, C.CalibConfig(method='quarot', rotation_signs=True, data='states', seed=s), progress=False)
-            rows[s], kls[s] = [b['mse'] for b in st.calib_log['blocks']], C.output_kl(teacher, st, states)
+            rows[s], kls[s] = [b['mse'] for b in st.calib_log['blocks']], C.student_kl(teacher, st, states)
     finally: C.calib_data = draw
     a.out.mkdir(parents=True, exist_ok=True)
     f = a.out/f'{a.model}-states-mse.json'
