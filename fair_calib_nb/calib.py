@@ -18,6 +18,7 @@ from .quant import QuantLinear, Student, parse_config, quantize_model, BNB_FORMA
 from .transforms import KronTransform, HadamardTransform, smooth_scales
 from .flat import Smooth, wrap_block, fold_block
 from .gptq import gptq_block
+from .evaluate import token_kl
 from .student import save_student, load_student
 
 # %% auto #0
@@ -254,7 +255,7 @@ def output_kl(teacher:DLLM, l:int):
     def tail(z, am): return torch.log_softmax(teacher.head(teacher.run_blocks(z, am, start=l + 1)).float(), -1)
     def loss(hq, h, am, w):
         with torch.no_grad(): lt = tail(h, am)
-        return (w * (lt.exp() * (lt - tail(hq, am))).sum(-1)).sum() / w.sum().clamp_min(1e-12)
+        return (w * token_kl(lt, tail(hq, am))).sum() / w.sum().clamp_min(1e-12)
     return loss
 
 @contextmanager
@@ -479,7 +480,7 @@ def student_kl(teacher:DLLM, student:DLLM, data:CalibData, chunk:int=64) -> floa
         for s in range(0, len(data), chunk):
             x, am, mm = data.x[s:s+chunk], data.attention_mask[s:s+chunk], m[s:s+chunk]
             t, q = (d.logits(x, am).float().log_softmax(-1)[mm.to(x.device)] for d in (teacher, student))
-            tot += float((t.exp() * (t - q)).sum())
+            tot += float(token_kl(t, q).sum())
     return tot / int(m.sum())
 
 def best_rotation(teacher:DLLM, prompts:list, answers:list, cfg:CalibConfig, progress:bool=None, checkpoint=None, **kw) -> DLLM:

@@ -19,8 +19,8 @@ from .quant import cached_weights
 # %% auto #0
 __all__ = ['METRICS', 'HEADLINE', 'KEEP_LOGP_BYTES', 'EVAL_CHUNK', 'CHUNK_BYTES', 'Metric', 'metric', 'decode_suites',
            'score_suites', 'task_accuracy', 'answer_agreement', 'write_eval', 'check_same_vocab', 'window_logprobs',
-           'problem_chunks', 'state_logprobs', 'logp_bytes', 'TeacherForced', 'teacher_forced', 'position_stats',
-           'counts_from_stats', 'frontier_counts', 'pool_counts', 'teacher_logprobs', 'stream_counts',
+           'problem_chunks', 'state_logprobs', 'logp_bytes', 'TeacherForced', 'teacher_forced', 'token_kl',
+           'position_stats', 'counts_from_stats', 'frontier_counts', 'pool_counts', 'teacher_logprobs', 'stream_counts',
            'frontier_memory', 'auto_chunk', 'own_trajectory_metrics', 'evaluate_student']
 
 # %% ../nbs/08_evaluate.ipynb #199f938b
@@ -164,9 +164,13 @@ def _scoped(name, sel, flips, hits, kl, masked, rate, valid, never):
             f'mean_disagree{name}': ((rate * (valid & sel[:, 0])).sum(), (valid & sel[:, 0]).sum()),
             f'never_agree{name}': ((never & sel[:, 0]).sum(), (valid & sel[:, 0]).sum())}
 
+def token_kl(t_logp:torch.Tensor, s_logp:torch.Tensor) -> torch.Tensor:
+    "KL(teacher || student) per position from log-probs over the last (vocabulary) axis."
+    return (t_logp.exp() * (t_logp - s_logp)).sum(-1)
+
 def position_stats(t_logp:torch.Tensor, s_logp:torch.Tensor) -> tuple:
     "The student's argmax and KL(teacher || student) at each state position (B, T, G) from log-probs (B, T, G, V)."
-    return s_logp.argmax(-1), (t_logp.exp() * (t_logp - s_logp)).sum(-1)
+    return s_logp.argmax(-1), token_kl(t_logp, s_logp)
 
 def counts_from_stats(tf:TeacherForced, s_arg:torch.Tensor, kl:torch.Tensor) -> dict:
     "Flip rate, post-commit mismatch and KL as `{name: (num, den)}` from a student's per-position argmax and KL on `tf`'s states."

@@ -55,6 +55,7 @@ SETTINGS = {
     'quarot_rs': (dict(method='quarot', rotation_signs=True), 128),
     'quarot_best8': (dict(method='quarot', rotation_signs=True, rotation_trials=8), 128),  # 8 sign draws, lowest student_kl kept
     'kb_s_rs': (dict(method='flatquant', keep_best=True, data='states', rotation_signs=True, **HO), 128),  # kb_s from a randomized start
+    'quarot_best8_gptq': (dict(method='quarot', rotation_signs=True, rotation_trials=8, weights='gptq'), 128),  # the same, GPTQ rounding
 }
 
 
