@@ -4,7 +4,7 @@
 
 # %% ../nbs/23_converge.ipynb #512b69c0
 from __future__ import annotations
-import json, statistics
+import json, math, statistics
 from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -14,7 +14,7 @@ from .viz import method_color, tidy
 # %% auto #0
 __all__ = ['CONVERGE', 'SEED_COLORS', 'load_runs', 'sd', 'end_loss', 'curves_figure', 'spread_rows', 'spread_table',
            'block_table', 'spread_figure', 'metric_figure', 'choose_recipe', 'pipeline_runs', 'choose_objective',
-           'time_quality_figure', 'confirm_checks']
+           'time_quality_figure', 'confirm_checks', 'best_of_k']
 
 # %% ../nbs/23_converge.ipynb #c0a4d179
 CONVERGE = DATA/'results'/'converge'
@@ -228,3 +228,10 @@ def confirm_checks(runs:dict, arm:str, quarot:str='quarot') -> tuple:
                 (f"answer KL minus QuaRot's {f('kl_answer')}", d['kl_answer']['ci95'][1] < 0),
                 (f"answer flips minus QuaRot's (points) {f('flip_rate_answer', 100)}", d['flip_rate_answer']['ci95'][1] < 0),
                 (f"accuracy minus QuaRot's (points) {f('acc_mean', 100)}", d['acc_mean']['mean'] > 0)]
+
+# %% ../nbs/23_converge.ipynb #2cc0708b
+def best_of_k(score:list, quality:list, k:int) -> float:
+    "Mean `quality` of the draw of lowest `score` over every `k`-subset of the draws: what keeping the best of `k` gives on average."
+    if not 1 <= k <= len(score) or len(score) != len(quality): raise ValueError(f'k must be in 1..{len(score)} with one quality per score')
+    order, n = sorted(range(len(score)), key=lambda i: score[i]), len(score)
+    return sum(quality[j] * math.comb(n - 1 - r, k - 1) for r, j in enumerate(order)) / math.comb(n, k)
