@@ -25,7 +25,7 @@ from .student import save_student, load_student
 __all__ = ['METHODS', 'PRIOR_METHODS', 'DEFAULT_METHOD', 'RECIPES', 'DATA_MODES', 'Method', 'prior_config', 'CalibConfig',
            'CalibrationError', 'CalibData', 'calib_data', 'hidden_weights', 'check_prior', 'loss_weights',
            'weighted_mse', 'output_kl', 'frozen', 'prepare_block', 'block_loss', 'split_rows', 'run_block',
-           'train_block', 'finalize_block', 'calibrate', 'student_kl', 'best_rotation']
+           'train_block', 'finalize_block', 'calibrate', 'position_kl', 'student_kl', 'best_rotation']
 
 # %% ../nbs/16_calib.ipynb #2451d568
 @dataclass(frozen=True)
@@ -471,17 +471,24 @@ def calibrate(teacher:DLLM,               # full-precision model (left untouched
     return student
 
 # %% ../nbs/16_calib.ipynb #b7e3a1c1
-def student_kl(teacher:DLLM, student:DLLM, data:CalibData, chunk:int=64) -> float:
-    "Mean KL(teacher || student) at the masked answer positions of calibration rows `data` (the decisions still open)."
+def position_kl(teacher:DLLM, student:DLLM, data:CalibData, chunk:int=64) -> torch.Tensor:
+    "KL(teacher || student) (N, L) at the masked answer positions of calibration rows `data` (the decisions still open); 0 elsewhere."
     m = data.x == teacher.mask_id; m[:, :data.prompt_length] = False
     if not m.any(): raise ValueError('student_kl needs masked answer positions: pass decoding states or masked calibration data')
-    tot = 0.0
+    out = torch.zeros(m.shape)
     with torch.no_grad():
         for s in range(0, len(data), chunk):
             x, am, mm = data.x[s:s+chunk], data.attention_mask[s:s+chunk], m[s:s+chunk]
             t, q = (d.logits(x, am).float().log_softmax(-1)[mm.to(x.device)] for d in (teacher, student))
-            tot += float(token_kl(t, q).sum())
-    return tot / int(m.sum())
+            out[s:s+chunk][mm] = token_kl(t, q).cpu()
+    return out
+
+def student_kl(teacher:DLLM, student:DLLM, data:CalibData, chunk:int=64, weights:torch.Tensor=None) -> float:
+    "Mean KL(teacher || student) at the masked answer positions of `data`, weighted by `weights` (N, L) if given."
+    kl = position_kl(teacher, student, data, chunk); m = (data.x == teacher.mask_id).float(); m[:, :data.prompt_length] = 0
+    w = m if weights is None else m * weights.float()
+    if not w.sum() > 0: raise ValueError('student_kl: the weights are zero at every masked answer position')
+    return float((w * kl).sum() / w.sum())
 
 def best_rotation(teacher:DLLM, prompts:list, answers:list, cfg:CalibConfig, progress:bool=None, checkpoint=None, **kw) -> DLLM:
     "Calibrate `cfg.rotation_trials` students with random-sign rotations; keep the one of lowest `student_kl` on the calibration states."

@@ -184,6 +184,18 @@ def test_rotation_trials_keep_the_lowest_student_kl(llada, pairs, tmp_path):
     with pytest.raises(ValueError, match='rotation_trials must be an integer'): CalibConfig(rotation_trials=0)
     with pytest.raises(ValueError, match='masked answer positions'): student_kl(llada, one, calib_data(llada, *pairs))
 
+def test_student_kl_weights_and_position_kl(llada, pairs):
+    "student_kl is the (weighted) mean of position_kl over the masked answer positions; zero weights everywhere are refused."
+    st = calibrate(llada, *pairs, CalibConfig(method='quarot', rotation_signs=True, seed=1), progress=False)
+    states = calib_data(llada, *pairs, 'states', 1); kl = position_kl(llada, st, states)
+    m = states.x == llada.mask_id; m[:, :states.prompt_length] = False
+    assert (kl[~m] == 0).all() and (kl[m] > -1e-6).all() and kl[m].sum() > 0   # float rounding: tiny negatives
+    assert abs(student_kl(llada, st, states) - float(kl[m].mean())) < 1e-6
+    assert abs(student_kl(llada, st, states, weights=torch.full(kl.shape, 3.0)) - student_kl(llada, st, states)) < 1e-6
+    w = torch.zeros(kl.shape); w[0] = 1.0   # only the first row counts
+    assert abs(student_kl(llada, st, states, weights=w) - float(kl[0][m[0]].mean())) < 1e-6
+    with pytest.raises(ValueError, match='weights are zero'): student_kl(llada, st, states, weights=torch.zeros(kl.shape))
+
 def test_output_kl_objective_keeps_best_and_leaves_the_teacher(llada, pairs):
     "objective='kl': held-out KL at masked positions per epoch, keep-best on it, the teacher's weights and requires_grad unchanged."
     grads, before = [p.requires_grad for p in llada.model.parameters()], _logits(llada, pairs)
