@@ -106,12 +106,17 @@ def _finite(self:ActQuantizer, x, *stats):
         raise ValueError(f'activation quantizer got NaN/inf activations (input of shape {tuple(x.shape)}): the input of this '
                          'linear is not finite; check the full-precision model, the online transform and the learned clips')
 
+def _absmax(x:torch.Tensor, dims:tuple) -> torch.Tensor:
+    "`x.abs().amax(dims, keepdim=True)` without the `abs` copy: max(max x, -min x) is the same number, exactly."
+    mn, mx = torch.aminmax(x, dim=dims[0], keepdim=True) if len(dims) == 1 else (x.amin(dims, keepdim=True), x.amax(dims, keepdim=True))
+    return torch.maximum(mx, -mn)
+
 @patch
 def qparams(self:ActQuantizer, x:torch.Tensor) -> tuple:
     "`(scale, zero)` for `x`, broadcastable to it; `zero` is an integer-valued tensor (0 when symmetric). NaN/inf in `x` raise."
     xf, c, dims = x.detach().float(), self.clip.float(), self._dims(x)
     if self.symmetric:
-        m = xf.abs().amax(dims, keepdim=True); self._finite(x, m)
+        m = _absmax(xf, dims); self._finite(x, m)
         scale = c * m / self.qmax
         return torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(scale)
     mn, mx = xf.amin(dims, keepdim=True), xf.amax(dims, keepdim=True); self._finite(x, mn, mx)
