@@ -56,6 +56,8 @@ SETTINGS = {
     'quarot_best8': (dict(method='quarot', rotation_signs=True, rotation_trials=8), 128),  # 8 sign draws, lowest student_kl kept
     'kb_s_rs': (dict(method='flatquant', keep_best=True, data='states', rotation_signs=True, **HO), 128),  # kb_s from a randomized start
     'quarot_best8_gptq': (dict(method='quarot', rotation_signs=True, rotation_trials=8, weights='gptq'), 128),  # the same, GPTQ rounding
+    # round 6 (tools/selection.py, RULE.md there): the measure stays student_kl, k = 16 draws
+    'quarot_best16': (dict(method='quarot', rotation_signs=True, rotation_trials=16), 128),
 }
 
 
